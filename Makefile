@@ -1,0 +1,52 @@
+# deepq's front door. Every target bootstraps .venv itself, so a fresh clone needs only `make run` or `make test`.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# 2 cores here: more threads than cores stalls torch badly when anything else runs.
+export OMP_NUM_THREADS ?= 1
+export MKL_NUM_THREADS ?= 1
+export WANDB_MODE ?= offline
+export HYDRA_FULL_ERROR ?= 1
+
+.PHONY: venv run test test-all check bench serve docs clean sample
+
+venv: $(STAMP)
+
+# torch first, from the local CPU wheel; everything else then resolves with torch held by constraints.txt
+# (any other order lets pip fetch a multi-GB CUDA build).
+$(STAMP): pyproject.toml constraints.txt
+	@command -v $(PY) >/dev/null || { echo "need $(PY)"; exit 1; }
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,peers]'
+	@touch $(STAMP)
+
+run: venv
+	$(BIN)/deepq train $(ARGS)
+
+test: venv
+	$(BIN)/python -m pytest $(ARGS)
+
+test-all: venv
+	$(BIN)/python -m pytest -m "" $(ARGS)
+
+check: venv
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+bench: venv
+	for s in scripts/bench_*.py; do echo "== $$s"; $(BIN)/python $$s || exit 1; done
+
+serve: venv
+	$(BIN)/deepq serve $(ARGS)
+
+sample: venv
+	$(BIN)/python scripts/make_sample.py
+
+clean:
+	rm -rf outputs multirun .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,35 @@
+"""The `deepq` command: `deepq <command> [args]`. Hydra commands take Hydra overrides (`deepq train model.hidden_size=16`)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# command -> module with a `main()`; Hydra apps read their overrides from sys.argv
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("deepq.tasks.train", "walk-forward training and evaluation (Hydra overrides, -m for multirun)"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: deepq <command> [args]", "", "commands:"]
+    lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"deepq: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
+        raise SystemExit(2)
+    module = importlib.import_module(COMMANDS[command][0])
+    sys.argv = [f"deepq {command}", *rest]
+    module.main()
+
+
+if __name__ == "__main__":
+    main()

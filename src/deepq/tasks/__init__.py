@@ -1,0 +1,1 @@
+"""Hydra entry points. Thin: they compose configs and call the library's plain functions."""

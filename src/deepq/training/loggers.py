@@ -1,0 +1,38 @@
+"""Experiment loggers, one per fold so every fold's curves stay separate; W&B groups a run's folds."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from lightning.pytorch.loggers import CSVLogger, Logger
+
+
+def csv_logger(save_dir: str, fold: int, run_name: str) -> Logger:
+    return CSVLogger(save_dir=save_dir, name="logs", version=f"fold_{fold}")
+
+
+def wandb_logger(
+    save_dir: str,
+    fold: int,
+    run_name: str,
+    project: str = "deepq",
+    offline: bool = True,
+    tags: list[str] | None = None,
+    group: str | None = None,
+) -> Logger:
+    """Offline unless the user is logged in and sets offline=false; needs no key and no network offline."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    if offline:
+        os.environ.setdefault("WANDB_MODE", "offline")
+    Path(save_dir).mkdir(parents=True, exist_ok=True)
+    return WandbLogger(
+        project=project,
+        name=f"{run_name}-fold{fold}",
+        group=group or run_name,
+        save_dir=save_dir,
+        offline=offline,
+        tags=list(tags or []),
+        reinit="finish_previous",
+    )

@@ -1,0 +1,64 @@
+"""Shared fixtures: the shipped sample, composed configs, and one thread for torch (2 cores; see STACK.md)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra.core.global_hydra import GlobalHydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from omegaconf import DictConfig, open_dict  # noqa: E402
+
+from deepq.data.panel import Panel, load_panel  # noqa: E402
+from deepq.tasks.hydra_utils import CONFIG_DIR, project_root  # noqa: E402
+
+torch.set_num_threads(1)
+
+ROOT = project_root()
+SAMPLE = ROOT / "data" / "sample"
+SHARED = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def sample_panel() -> Panel:
+    """A slice of the shipped real sample: 10 symbols (incl. SPY), 2015-2019."""
+    symbols = ["AAPL", "JPM", "XOM", "JNJ", "WMT", "GE", "NEE", "AMT", "FCX", "NFLX", "SPY"]
+    return load_panel(
+        SAMPLE / "prices.parquet",
+        SAMPLE / "sectors.parquet",
+        SAMPLE / "nyse_sessions.parquet",
+        symbols=symbols,
+        start="2015-01-01",
+        end="2019-12-31",
+    )
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED / "prices.parquet").exists():
+        pytest.skip("../shared/data is not present")
+    return SHARED
+
+
+def compose_cfg(tmp_path: Path, overrides: list[str]) -> DictConfig:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(tmp_path)
+        cfg.hydra.job.num = 0
+        cfg.output_dir = str(tmp_path)
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)

@@ -1,0 +1,79 @@
+"""The datamodule gathers windows by index: same values as slicing by hand, train-only normalisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from deepq.dataset.datamodule import PanelDataModule
+from deepq.dataset.folds import Fold
+from deepq.dataset.normalize import fit_normalizer
+
+
+def _dm(rng, lookback=5, normalization="robust"):
+    T, N, F = 200, 6, 3
+    x = rng.normal(size=(T, N, F)).astype(np.float32)
+    x[:10, 2] = np.nan  # symbol 2 lists late
+    labels = rng.normal(size=(T, N))
+    labels[-2:] = np.nan
+    present = np.isfinite(x).all(axis=2)
+    return (
+        PanelDataModule(
+            x, labels, present, present, lookback=lookback, batch_size=16, normalization=normalization
+        ),
+        x,
+        labels,
+    )
+
+
+def test_window_gather_matches_manual_slice(rng):
+    dm, x, labels = _dm(rng)
+    fold = Fold(0, (0, 120), (122, 150), (152, 200))
+    dm.set_fold(fold)
+    batch = next(iter(dm.train_dataloader()))
+    t, s = batch.t.numpy(), batch.s.numpy()
+    norm = dm.normalizer
+    for i in range(len(t)):
+        manual = (x[t[i] - 4 : t[i] + 1, s[i]] - norm.center) / norm.scale
+        np.testing.assert_allclose(batch.x[i].numpy(), np.clip(manual, -5, 5), rtol=1e-6, atol=1e-6)
+        assert batch.y[i].item() == np.float32(labels[t[i], s[i]])
+    assert batch.x.shape[1:] == (5, 3)
+
+
+def test_windows_need_full_history_and_a_label(rng):
+    dm, _, _ = _dm(rng)
+    idx = dm.index(0, 200)
+    assert idx[:, 0].min() >= 4  # lookback 5
+    late = idx[idx[:, 1] == 2]
+    assert late[:, 0].min() >= 14  # symbol 2 starts at row 10
+    assert idx[:, 0].max() <= 197  # last two rows have no label
+    assert len(dm.index(0, 200, require_label=False)) > len(idx)
+
+
+def test_normaliser_uses_training_rows_only(rng):
+    dm, x, _ = _dm(rng)
+    x_shift = x.copy()
+    x_shift[150:] += 100.0  # the test period moves a lot
+    present = np.isfinite(x).all(axis=2)
+    dm2 = PanelDataModule(x_shift, dm.labels_np, present, present, lookback=5)
+    fold = Fold(0, (0, 120), (122, 150), (152, 200))
+    dm.set_fold(fold)
+    dm2.set_fold(fold)
+    np.testing.assert_array_equal(dm.normalizer.center, dm2.normalizer.center)
+    direct = fit_normalizer(x, np.arange(0, 120), dm.window_ok)
+    np.testing.assert_array_equal(direct.center, dm.normalizer.center)
+
+
+def test_rank_normalisation_is_per_date(rng):
+    dm, _, _ = _dm(rng, normalization="rank")
+    dm.set_fold(Fold(0, (0, 120), (122, 150), (152, 200)))
+    ranked = dm.features[50, :, 0]
+    assert torch.all((ranked >= -1) & (ranked <= 1))
+
+
+def test_memory_is_the_panel_not_the_windows(rng):
+    dm, x, _ = _dm(rng, lookback=30)
+    dm.set_fold(Fold(0, (0, 120), (122, 150), (152, 200)))
+    loader = dm.train_dataloader()
+    assert dm.features.untyped_storage().nbytes() == x.nbytes  # one copy of the panel, nothing per window
+    assert len(loader.dataset) > 0
