@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 
 from deepq.data.panel import Panel
+from deepq.dataset.context import PanelData, Predictions
+from deepq.dataset.folds import Fold
 from deepq.features import ops
 
 Baseline = Callable[[Panel, np.ndarray, str, int], pd.DataFrame]
@@ -59,3 +61,19 @@ def momentum_20(panel: Panel, index: np.ndarray, task: str, horizon_days: int) -
     else:
         pred = np.full(len(index), np.nan)
     return _frame(pred, mom, up)
+
+
+class Naive:
+    """A registered naive baseline as a FoldModel: nothing to fit, it reads the panel at dates <= t."""
+
+    def __init__(self, name: str):
+        if name not in BASELINES:
+            raise KeyError(f"unknown baseline {name!r}; known: {sorted(BASELINES)}")
+        self.name = name
+
+    def fit(self, data: PanelData, fold: Fold) -> None:
+        return None
+
+    def predict(self, data: PanelData, index: np.ndarray) -> Predictions:
+        f = BASELINES[self.name](data.panel, index, data.task.name, data.task.horizon_days)
+        return Predictions(f["pred"].to_numpy(float), f["score"].to_numpy(float), f["up"].to_numpy(float))

@@ -135,6 +135,10 @@ class PanelDataModule(L.LightningDataModule):
         seg = {"train": self.fold.train, "val": self.fold.val, "test": self.fold.test}[split]
         return self.index(*seg)
 
+    def loader_for(self, index: np.ndarray) -> DataLoader:
+        """Sequential batches of exactly these (date row, symbol column) cells, e.g. a fold's scored rows."""
+        return self._loader(index, train=False)
+
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.split_index("train"), train=True)
 
