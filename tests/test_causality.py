@@ -11,10 +11,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from deepq.data.panel import Panel
+from deepq.data.panel import Panel, load_panel
 from deepq.dataset.labels import label_span, make_labels
 from deepq.dataset.normalize import fit_normalizer
 from deepq.features.registry import compute_features, registry
+from tests.conftest import SAMPLE
 
 
 def perturb_after(panel: Panel, t: int, rng: np.random.Generator) -> Panel:
@@ -32,23 +33,41 @@ def perturb_after(panel: Panel, t: int, rng: np.random.Generator) -> Panel:
 
 
 @pytest.fixture(scope="module")
-def perturbed(sample_panel):
-    t = sample_panel.date_index("2018-06-29")
-    other = perturb_after(sample_panel, t, np.random.default_rng(1))
-    return sample_panel, other, t
+def feature_panel() -> Panel:
+    """The 10-stock + SPY sample slice plus the sector ETFs of eight of its stocks, so the sector-relative
+    features are exercised (XLRE and XLC start late: AMT and NFLX exercise the documented SPY fallback)."""
+    symbols = ["AAPL", "JPM", "XOM", "JNJ", "WMT", "GE", "NEE", "AMT", "FCX", "NFLX", "SPY"]
+    symbols += ["XLK", "XLF", "XLE", "XLV", "XLP", "XLI", "XLU", "XLB"]
+    return load_panel(
+        SAMPLE / "prices.parquet",
+        SAMPLE / "sectors.parquet",
+        SAMPLE / "nyse_sessions.parquet",
+        symbols=symbols,
+        start="2015-01-01",
+        end="2019-12-31",
+    )
+
+
+@pytest.fixture(scope="module")
+def perturbed(feature_panel):
+    # the 10-stock + SPY slice plus eight sector ETFs, so the sector-relative features are exercised too
+    t = feature_panel.date_index("2018-06-29")
+    other = perturb_after(feature_panel, t, np.random.default_rng(1))
+    return feature_panel, other, t
 
 
 @pytest.mark.parametrize("name", sorted(registry()))
 def test_feature_is_causal(perturbed, name):
     base, other, t = perturbed
     spec = registry()[name]
-    a = compute_features(base, [spec])[: t + 1]
+    full = compute_features(base, [spec])
+    a = full[: t + 1]
     b = compute_features(other, [spec])[: t + 1]
     np.testing.assert_array_equal(
         a, b, err_msg=f"feature {name} changed at or before t when only later prices moved"
     )
     # and it is finite once its lookback is satisfied, where a stock trades
-    later = compute_features(base, [spec])[spec.lookback + 5 :, :, 0]
+    later = full[spec.lookback + 5 :, :, 0]
     trades = np.isfinite(base["close"][spec.lookback + 5 :]) & base.mask(("stock",))[None, :]
     assert np.isfinite(later[trades]).mean() > 0.99, name
 

@@ -1,0 +1,145 @@
+"""Helpers shared by the family modules: per-symbol TA-Lib application, memoised intermediates, market/sector series.
+
+TA-Lib works on one 1-D float64 series at a time, so `per_symbol` runs it column by column over the rows
+where the symbol has a bar (compressed, so a gap never poisons a recursive indicator) and scatters the result
+back onto the [T, N] grid. Each output at row t depends on rows <= t only.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import numpy as np
+import talib.abstract
+
+from deepq.data.panel import Panel
+from deepq.features import ops
+
+MARKET_SYMBOL = "SPY"
+# GICS sector -> its SPDR sector ETF (the sample and the shared data ship all eleven)
+SECTOR_ETF: dict[str, str] = {
+    "Information Technology": "XLK",
+    "Financials": "XLF",
+    "Energy": "XLE",
+    "Health Care": "XLV",
+    "Industrials": "XLI",
+    "Consumer Staples": "XLP",
+    "Consumer Discretionary": "XLY",
+    "Utilities": "XLU",
+    "Materials": "XLB",
+    "Real Estate": "XLRE",
+    "Communication Services": "XLC",
+}
+
+_MEMO: OrderedDict[tuple[int, Hashable], tuple[np.ndarray, Any]] = OrderedDict()
+_MEMO_SIZE = 48
+
+
+def memo(panel: Panel, key: Hashable, compute: Callable[[], Any]) -> Any:
+    """Memoise an intermediate (a TA-Lib call shared by several features) per panel.
+
+    Keyed by the identity of the panel's close array; the entry keeps a reference to that array, so the id
+    cannot be reused by another panel while the entry lives.
+    """
+    close = panel["close"]
+    k = (id(close), key)
+    hit = _MEMO.get(k)
+    if hit is not None and hit[0] is close:
+        _MEMO.move_to_end(k)
+        return hit[1]
+    value = compute()
+    _MEMO[k] = (close, value)
+    while len(_MEMO) > _MEMO_SIZE:
+        _MEMO.popitem(last=False)
+    return value
+
+
+def bind(fn: Callable[[Panel, int], np.ndarray], k: int) -> Callable[[Panel], np.ndarray]:
+    """Fix a window/horizon argument when registering features in a loop."""
+    return lambda p: fn(p, k)
+
+
+def talib_lookback(func: str, **params: Any) -> int:
+    """TA-Lib's own count of leading rows its function leaves undefined."""
+    fn = talib.abstract.Function(func)  # type: ignore[attr-defined]
+    if params:
+        fn.set_parameters(params)
+    return int(fn.lookback)
+
+
+def per_symbol(
+    panel: Panel, fn: Callable[..., Any], inputs: tuple[str, ...], n_out: int = 1
+) -> tuple[np.ndarray, ...]:
+    """Apply a 1-D series function to each symbol's rows with a bar; returns `n_out` [T, N] arrays."""
+    arrays = [panel[name] for name in inputs]
+    valid = np.logical_and.reduce([np.isfinite(a) for a in arrays])
+    T, N = panel.shape
+    outs = tuple(np.full((T, N), np.nan) for _ in range(n_out))
+    for j in range(N):
+        idx = np.flatnonzero(valid[:, j])
+        if len(idx) == 0:
+            continue
+        res = fn(*(np.ascontiguousarray(a[idx, j], dtype=np.float64) for a in arrays))
+        res = res if isinstance(res, tuple | list) else (res,)
+        for out, r in zip(outs, res, strict=False):
+            out[idx, j] = r
+    return outs
+
+
+def talib_call(panel: Panel, func: str, inputs: tuple[str, ...], **params: Any) -> tuple[np.ndarray, ...]:
+    """A TA-Lib function applied per symbol, memoised; one [T, N] array per TA-Lib output."""
+    import talib
+
+    f = getattr(talib, func)
+    n_out = len(talib.abstract.Function(func).output_names)  # type: ignore[attr-defined]
+
+    def run() -> tuple[np.ndarray, ...]:
+        return per_symbol(panel, lambda *cols: f(*cols, **params), inputs, n_out)
+
+    return memo(panel, ("talib", func, inputs, tuple(sorted(params.items()))), run)
+
+
+def ffill(a: np.ndarray) -> np.ndarray:
+    """Forward-fill down the rows (causal)."""
+    return ops.frame(a).ffill().to_numpy()
+
+
+def market_close(panel: Panel) -> np.ndarray:
+    """[T] SPY close forward-filled, or an equal-weight stock index when SPY is absent (documented fallback)."""
+    from deepq.features.library.core import _market_close
+
+    return memo(panel, "market_close", lambda: _market_close(panel))
+
+
+def benchmark_log_return(panel: Panel, k: int) -> np.ndarray:
+    """[T, N] k-session log return of each symbol's sector ETF (forward-filled close).
+
+    Documented fallback: the market's return (SPY, else the equal-weight index) wherever the sector is
+    unknown, its ETF is absent from the panel, or the ETF's k-session return is undefined (e.g. XLC before
+    2018). Mixing happens per cell on returns, never on price levels, so a switch creates no jump.
+    """
+
+    def compute() -> np.ndarray:
+        T, N = panel.shape
+        mkt = ops.log_return(market_close(panel)[:, None], k)[:, 0]
+        out = np.repeat(mkt[:, None], N, axis=1)
+        closes = panel["close"]
+        etf_ret: dict[str, np.ndarray] = {}
+        for j, sym in enumerate(panel.symbols):
+            etf = SECTOR_ETF.get(panel.sectors.get(sym, ""))
+            if etf is None or etf not in panel.symbols:
+                continue
+            if etf not in etf_ret:
+                col = ffill(closes[:, panel.symbol_index(etf)][:, None])
+                etf_ret[etf] = ops.log_return(col, k)[:, 0]
+            r = etf_ret[etf]
+            out[:, j] = np.where(np.isfinite(r), r, mkt)
+        return out
+
+    return memo(panel, ("benchmark_log_return", k), compute)
+
+
+def stock_only(panel: Panel, a: np.ndarray) -> np.ndarray:
+    return np.where(panel.mask(("stock",))[None, :], a, np.nan)
