@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
+# train registers its exported model: keep test runs out of the project's registry/
+os.environ.setdefault("DEEPQ_REGISTRY", tempfile.mkdtemp(prefix="deepq-test-registry-"))
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -8,6 +8,8 @@ import sys
 # command -> module with a `main()`; Hydra apps read their overrides from sys.argv
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("deepq.tasks.train", "walk-forward training and evaluation (Hydra overrides, -m for multirun)"),
+    "serve": ("deepq.tasks.serve", "REST + gRPC prediction service over the model registry (A/B, shadow)"),
+    "models": ("deepq.tasks.models", "model registry: list | promote | archive | show | verify"),
 }
 
 

@@ -25,6 +25,7 @@ from deepq.dataset.folds import Fold
 from deepq.dataset.labels import label_span
 from deepq.evaluation.metrics import metrics_table
 from deepq.evaluation.report import write_report
+from deepq.export.registry import Registry
 from deepq.export.torchscript import export_torchscript
 from deepq.tasks.common import build_model, build_panel_data
 from deepq.tasks.hydra_utils import CONFIG_DIR
@@ -174,6 +175,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         },
         out / "metrics.json",
     )
+    if cfg.export and callable(exportable) and cfg.get("registry") and cfg.registry.enabled:
+        version = Registry(cfg.registry.root).register_run(out, name=cfg.name)  # a new candidate
+        console.print(f"registered {version.ref} ({version.stage}) in {cfg.registry.root}")
     console.print(f"outputs in {out}  ({meta['seconds']} s)")
     return result
 

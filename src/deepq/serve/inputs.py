@@ -1,0 +1,164 @@
+"""Model inputs at serve time, built exactly as offline.
+
+The registered version carries the run's resolved config and model.json. From them we rebuild the same
+panel (the `data` config, optionally pointed at another copy of the prices), the same feature functions
+(`features` config, in model.json's order), the same sample and window masks, and gather windows with the
+same arithmetic as the datamodule's `WindowGather` (x part) and the normaliser fitted on the exported fold's training rows. Features are causal
+(tests/test_causality.py), so computing them over the whole panel once and reading row t gives what a
+computation over the panel truncated at t would give.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from deepq.data.panel import Panel
+from deepq.dataset.context import direction_from_score, sample_mask
+from deepq.dataset.normalize import Normalizer, cross_sectional_rank
+from deepq.features.registry import compute_features
+
+
+class InputError(ValueError):
+    """A request the model cannot answer (unknown symbol, date outside the panel, wrong feature shape)."""
+
+
+def normalizer_from_meta(meta: Mapping[str, Any]) -> Normalizer:
+    d = meta.get("normalizer")
+    if not d:  # no normaliser recorded: identity, as method "none"
+        n = len(meta["features"])
+        return Normalizer("none", np.zeros(n, np.float32), np.ones(n, np.float32), 5.0)
+    return Normalizer(
+        d["method"],
+        np.asarray(d["center"], dtype=np.float32),
+        np.asarray(d["scale"], dtype=np.float32),
+        float(d.get("clip", 5.0)),
+    )
+
+
+def score_from_outputs(out: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    """The head's ranking score (models/heads.py): the first output, or P(top) - P(bottom) for 3+ classes."""
+    if len(names) > 2 and all(n.startswith("p_") for n in names):
+        return (out[:, -1] - out[:, 0]).astype(np.float64)
+    return out[:, 0].astype(np.float64)
+
+
+@dataclass(frozen=True)
+class PanelFeatures:
+    """A run's panel and features with the masks the datamodule used. Shared by versions of one config."""
+
+    panel: Panel
+    features: torch.Tensor  # float32 [T, N, F], raw (rank-transformed when the normaliser is 'rank')
+    feature_names: tuple[str, ...]
+    window_ok: np.ndarray  # bool [T, N]: a usable window ends here (as PanelDataModule.window_ok)
+
+
+def load_panel_features(
+    config: str | DictConfig, lookback: int, rank: bool, data_overrides: Mapping[str, Any] | None = None
+) -> PanelFeatures:
+    cfg = OmegaConf.create(config) if isinstance(config, str) else config
+    data_cfg = OmegaConf.merge(cfg.data, dict(data_overrides or {}))
+    panel: Panel = instantiate(data_cfg)
+    specs = instantiate(cfg.features)
+    features = compute_features(panel, specs)
+    present = np.isfinite(panel["close"])
+    tradable = present & panel.mask(tuple(cfg.universe.asset_types))[None, :]
+    sample_ok = sample_mask(present, tradable, int(cfg.universe.min_symbol_history))
+    if rank:
+        features = cross_sectional_rank(features, sample_ok)
+    T = len(panel.dates)
+    window_ok = np.zeros_like(sample_ok)
+    if lookback <= T:
+        window_ok[lookback - 1 :] = present[lookback - 1 :] & present[: T - lookback + 1]
+    return PanelFeatures(
+        panel,
+        torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)),
+        tuple(s.name for s in specs),
+        window_ok & sample_ok,
+    )
+
+
+@dataclass(frozen=True)
+class Inputs:
+    x: torch.Tensor  # [B, L, F] normalised windows of the usable rows
+    keys: list[str]  # one per requested row (symbols, or instance ids)
+    usable: np.ndarray  # bool [len(keys)]: which requested rows have a window (x has sum(usable) rows)
+    reasons: dict[str, str]  # key -> why it has no prediction
+    as_of: str | None = None
+
+
+class InputBuilder:
+    """Windows for (symbols, as-of date) from the panel, or from a raw feature payload."""
+
+    def __init__(self, source: PanelFeatures, meta: Mapping[str, Any]):
+        self.source, self.meta = source, meta
+        self.lookback = int(meta["lookback"])
+        self.feature_names = tuple(meta["features"])
+        if source.feature_names != self.feature_names:
+            raise InputError(
+                f"the config's features {list(source.feature_names)} differ from model.json's {list(self.feature_names)}"
+            )
+        self.normalizer = normalizer_from_meta(meta)
+        self.center = torch.as_tensor(self.normalizer.center, dtype=torch.float32)
+        self.scale = torch.as_tensor(self.normalizer.scale, dtype=torch.float32)
+        self.offsets = torch.arange(-self.lookback + 1, 1)
+        self._symbol_col = {s: j for j, s in enumerate(source.panel.symbols)}
+
+    def for_symbols(self, symbols: list[str], as_of: str) -> Inputs:
+        panel = self.source.panel
+        unknown = [s for s in symbols if s not in self._symbol_col]
+        if unknown:
+            raise InputError(f"unknown symbol(s) {unknown[:10]}: the panel has {len(panel.symbols)} symbols")
+        try:
+            t = panel.date_index(as_of)
+        except (KeyError, ValueError) as e:
+            raise InputError(f"as_of {as_of!r}: {e}") from None
+        cols = np.array([self._symbol_col[s] for s in symbols], dtype=np.int64)
+        usable = self.source.window_ok[t, cols]
+        reasons = {
+            s: f"no usable {self.lookback}-session window for {s} at {panel.dates[t]} (no bar that day, "
+            "too little history, or not in the traded universe)"
+            for s, ok in zip(symbols, usable, strict=True)
+            if not ok
+        }
+        sel = torch.from_numpy(cols[usable])
+        rows = t + self.offsets  # [L], oldest first
+        x = self.normalise(self.source.features[rows[None, :], sel[:, None]])  # [B, L, F]
+        return Inputs(x, list(symbols), usable, reasons, str(panel.dates[t]))
+
+    def for_windows(self, windows: np.ndarray, keys: list[str]) -> Inputs:
+        """Raw (un-normalised) feature windows [B, lookback, F], NaN for undefined values."""
+        if self.normalizer.method == "rank":
+            raise InputError("this model ranks features across symbols per date: send symbols and as_of")
+        want = (self.lookback, len(self.feature_names))
+        if windows.ndim != 3 or windows.shape[1:] != want:
+            raise InputError(
+                f"features payload has shape {list(windows.shape)}, expected [batch, {want[0]}, {want[1]}]"
+            )
+        x = self.normalise(torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)))
+        return Inputs(x, keys, np.ones(len(keys), dtype=bool), {})
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """As WindowGather: (x - center) / scale, clipped, NaN (still warming up) -> 0, the training median."""
+        clip = self.normalizer.clip
+        return torch.nan_to_num_(((x - self.center) / self.scale).clamp_(-clip, clip), nan=0.0)
+
+
+def postprocess(out: np.ndarray, meta: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Raw model outputs [B, K] -> pred, score, up and each named output."""
+    names = tuple(meta.get("outputs") or ("pred",))
+    score = score_from_outputs(out, names)
+    result = {
+        "pred": out[:, 0].astype(np.float64),
+        "score": score,
+        "up": direction_from_score(str(meta.get("task", "")), score),
+    }
+    if len(names) > 1:
+        result |= {n: out[:, k].astype(np.float64) for k, n in enumerate(names)}
+    return result

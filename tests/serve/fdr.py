@@ -1,0 +1,45 @@
+"""One small real training run (debug=fdr on a slice of the sample), shared by tests/serve, tests/monitor
+and tests/export within a pytest session: it is trained once, then registered into fresh registries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deepq.export.registry import Registry
+
+SYMBOLS = "[AAPL,JPM,XOM,JNJ,WMT,GE,NEE,AMT,NFLX,SPY,'^GSPC']"
+OVERRIDES = [
+    "debug=fdr",
+    "data.start=2012-01-01",
+    f"data.symbols={SYMBOLS}",
+    "datamodule.lookback=20",
+    "model.hidden_size=8",
+    "registry.enabled=true",  # train registers its export as a candidate (root set per session below)
+]
+_RUN: dict[str, Path] = {}
+
+
+def fdr_run_dir(factory: pytest.TempPathFactory) -> Path:
+    if "dir" not in _RUN:
+        from deepq.tasks.train import train
+        from tests.conftest import compose_cfg
+
+        out = factory.mktemp("serve_fdr")
+        train(compose_cfg(out / "run", [*OVERRIDES, f"registry.root={out / 'registry'}"]))
+        _RUN["dir"] = out / "run"
+        _RUN["registry"] = out / "registry"
+    return _RUN["dir"]
+
+
+def train_registry(factory: pytest.TempPathFactory) -> Path:
+    """The registry the training run registered itself into."""
+    fdr_run_dir(factory)
+    return _RUN["registry"]
+
+
+def registry_with_run(root: Path, run_dir: Path) -> Registry:
+    reg = Registry(root)
+    reg.register_run(run_dir)
+    return reg
