@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from deepq.dataset.context import FoldModel, PanelData, TaskSpec, sample_mask
 from deepq.dataset.labels import forward_return, make_labels
-from deepq.features.registry import compute_features
+from deepq.features.cache import cached_compute_features
 from deepq.training.neural import NeuralModel
 
 
@@ -19,7 +19,7 @@ def build_panel_data(cfg: DictConfig) -> PanelData:
     """data -> panel -> features -> labels -> sample mask, from cfg.data, cfg.features, cfg.task, cfg.universe."""
     panel = instantiate(cfg.data)
     specs = instantiate(cfg.features)
-    features = compute_features(panel, specs)
+    features = cached_compute_features(panel, specs, cfg.get("feature_cache_dir"))  # rerun reads Parquet
     task = TaskSpec(cfg.task.name, int(cfg.task.horizon_days), str(cfg.task.get("execution", "next_close")))
     label_kwargs: dict[str, Any] = dict(cfg.task.get("label_kwargs") or {})
     labels = make_labels(panel, task.name, task.horizon_days, task.execution, **label_kwargs)  # type: ignore[arg-type]
