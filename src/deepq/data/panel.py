@@ -163,8 +163,16 @@ def load_panel(
     symbols: Sequence[str] | None = None,
     start: str | None = None,
     end: str | None = None,
+    constituents: str | Path | None = None,
 ) -> Panel:
-    """The datamodule's entry point: price file (+ optional sector and session files) -> Panel."""
+    """The datamodule's entry point: price file (+ optional sector and session files) -> Panel.
+
+    `constituents` names the point-in-time membership file that goes with these prices; it is applied by the
+    universe (`universe.constituents`, deepq.data.universe), and only checked for existence here so that a
+    wrong path fails at load time.
+    """
+    if constituents is not None and not Path(constituents).exists():
+        raise FileNotFoundError(f"constituents file not found: {constituents}")
     long = load_prices(prices, symbols=symbols, start=start, end=end)
     sector_map: dict[str, str] = {}
     if sectors and Path(sectors).exists():

@@ -9,6 +9,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import DictConfig
 
+from deepq.data.universe import liquidity_mask, membership_mask
 from deepq.dataset.context import FoldModel, PanelData, TaskSpec, sample_mask
 from deepq.dataset.labels import forward_return, make_labels
 from deepq.features.cache import cached_compute_features
@@ -26,6 +27,11 @@ def build_panel_data(cfg: DictConfig) -> PanelData:
     y_ret = forward_return(panel, task.horizon_days, task.execution)  # type: ignore[arg-type]
     present = np.isfinite(panel["close"])
     tradable = present & panel.mask(tuple(cfg.universe.asset_types))[None, :]
+    if cfg.universe.get("constituents"):  # point-in-time index membership: no survivorship in what is scored
+        tradable &= membership_mask(panel, cfg.universe.constituents)
+    if cfg.universe.get("min_dollar_volume"):  # trailing median close x volume, causal
+        window = int(cfg.universe.get("liquidity_window_days") or 63)
+        tradable &= liquidity_mask(panel, float(cfg.universe.min_dollar_volume), window)
     sample_ok = sample_mask(present, tradable, int(cfg.universe.min_symbol_history))
     return PanelData(panel, features, tuple(s.name for s in specs), labels, y_ret, tradable, sample_ok, task)
 
