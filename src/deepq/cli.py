@@ -10,6 +10,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("deepq.tasks.train", "walk-forward training and evaluation (Hydra overrides, -m for multirun)"),
     "serve": ("deepq.tasks.serve", "REST + gRPC prediction service over the model registry (A/B, shadow)"),
     "models": ("deepq.tasks.models", "model registry: list | promote | archive | show | verify"),
+    "features": ("deepq.tasks.features", "feature registry: list [--family F] [--set S] | families"),
 }
 
 
