@@ -31,8 +31,28 @@ def label_span(horizon_days: int, task: str = "returns") -> int:
     return horizon_days if task == "risk" else horizon_days + 1
 
 
+EXECUTIONS = ("next_close", "next_open")
+
+
+def execution_price(panel: Panel, execution: Execution = "next_close") -> np.ndarray:
+    """The [T, N] price a trade executes at: the open or the close of a session (see the module docstring)."""
+    if execution not in EXECUTIONS:
+        raise ValueError(f"task.execution must be one of {EXECUTIONS}, got {execution!r}")
+    return panel["open"] if execution == "next_open" else panel["close"]
+
+
+def entry_price(panel: Panel, execution: Execution = "next_close") -> np.ndarray:
+    """Price at which a signal of decision date t is entered: session t+1's open or close (NaN past the end)."""
+    return future(execution_price(panel, execution), 1)
+
+
 def forward_return(panel: Panel, horizon_days: int, execution: Execution = "next_close") -> np.ndarray:
-    price = panel["open"] if execution == "next_open" else panel["close"]
+    """Log return from entry (session t+1) to exit `horizon_days` sessions later, at the same price type.
+
+    With horizon_days=1 this is the one-session return a daily-rebalanced portfolio earns on its weights of t,
+    so labels, IC and backtests all speak of the same holding period.
+    """
+    price = execution_price(panel, execution)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.log(future(price, 1 + horizon_days) / future(price, 1))
 

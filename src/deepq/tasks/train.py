@@ -23,6 +23,7 @@ from deepq.baselines.naive import Naive
 from deepq.dataset.context import FoldModel, PanelData, Predictions
 from deepq.dataset.folds import Fold
 from deepq.dataset.labels import label_span
+from deepq.evaluation.evaluate import evaluate_run, options_from_config
 from deepq.evaluation.metrics import metrics_table
 from deepq.evaluation.report import write_report
 from deepq.export.registry import Registry
@@ -118,17 +119,24 @@ def train(cfg: DictConfig) -> dict[str, float]:
     per_fold = metrics_table(oof, ("fold", "model"))
     summary = metrics_table(oof, ("model",))
     text = verdict(summary, model.name)
+    eval_node = OmegaConf.to_container(cfg.evaluation, resolve=True) if cfg.get("evaluation") else None
+    options = options_from_config(eval_node, int(cfg.get("n_trials") or 1), int(cfg.seed))  # type: ignore[arg-type]
+    evaluation = evaluate_run(oof, data, options)
     fold_plan = pd.DataFrame([f.describe(data.panel.dates) for f in folds])
     print_table(per_fold, "per fold: model vs baselines (out of sample)")
     print_table(summary, "all folds")
+    if len(evaluation.portfolios):
+        cols = ["model", "portfolio", "sharpe", "gross_sharpe", "cagr", "max_drawdown", "win_rate"]
+        print_table(evaluation.portfolios[cols], "portfolios after costs (out of sample)")
     console.print(text)
 
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     (out / "config.yaml").write_text(config_yaml)
     write_parquet_atomic(oof, out / "predictions.parquet", index=False)
-    write_report(
-        out / "report.html", f"deepq {cfg.name}", per_fold, summary, fold_plan, oof, text, config_yaml
-    )
+    title = f"deepq {cfg.name}"
+    write_report(out / "report.html", title, evaluation, folds, data.panel.dates, text, config_yaml)
+    if len(evaluation.daily):
+        write_parquet_atomic(evaluation.daily, out / "portfolio_returns.parquet", index=False)
     exportable = getattr(model, "exportable", None)
     if cfg.export and callable(exportable):
         last = folds[-1]
@@ -171,6 +179,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             "per_fold": per_fold.to_dict("records"),
             "by_model": summary.to_dict("records"),
             "folds": fold_plan.to_dict("records"),
+            "evaluation": evaluation.to_json(),
             "run": meta,
         },
         out / "metrics.json",
