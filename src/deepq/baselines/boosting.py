@@ -1,0 +1,230 @@
+"""Gradient boosting over the tabular view: LightGBM, XGBoost and CatBoost as FoldModels.
+
+Each fold trains on (a uniform subsample of) `data.split_index(fold, "train")` with early stopping on the
+fold's `"val"` slice, both before the purge that precedes the test block. The objective follows the task:
+squared error for returns and risk, log loss for direction, multiclass log loss for signal; `quantiles`
+switches regression to pinball loss (one LightGBM model per level, one multi-quantile XGBoost or CatBoost
+model), sorted so the quantiles never cross; the median is the point forecast. CatBoost and LightGBM take
+the sector as a native categorical feature.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+
+from deepq.baselines.common import (
+    TASKS,
+    check_task,
+    from_point,
+    from_probs,
+    non_crossing,
+    sector_codes,
+    subsample,
+    tabular,
+    targets,
+)
+from deepq.dataset.context import PanelData, Predictions
+from deepq.dataset.folds import Fold
+
+Library = Literal["lightgbm", "xgboost", "catboost"]
+
+
+def quantile_names(levels: tuple[float, ...]) -> list[str]:
+    return [f"q{round(q * 1000):03d}" for q in levels]  # 0.05 -> q050, 0.5 -> q500
+
+
+class Boosted:
+    def __init__(
+        self,
+        name: str,
+        library: Library = "lightgbm",
+        params: dict[str, Any] | None = None,
+        n_estimators: int = 500,
+        learning_rate: float = 0.05,
+        early_stopping_rounds: int = 50,
+        max_train_rows: int | None = 300_000,
+        quantiles: tuple[float, ...] | None = None,
+        use_sector: bool = True,
+        n_jobs: int = 2,
+        seed: int = 0,
+    ):
+        if library not in ("lightgbm", "xgboost", "catboost"):
+            raise ValueError(f"unknown boosting library {library!r}; use lightgbm, xgboost or catboost")
+        self.name, self.library, self.params = name, library, dict(params or {})
+        self.n_estimators, self.learning_rate = n_estimators, learning_rate
+        self.early_stopping_rounds, self.max_train_rows = early_stopping_rounds, max_train_rows
+        self.quantiles = tuple(sorted(quantiles)) if quantiles else None
+        # XGBoost has no native categorical here without pandas frames: it sees no sector at all
+        self.use_sector = use_sector and library != "xgboost"
+        self.n_jobs, self.seed = n_jobs, seed
+        self.models: list[Any] = []
+        self.best_iteration: dict[int, int] = {}
+
+    def extra_features(self, data: PanelData, index: np.ndarray) -> np.ndarray | None:
+        """[M, E] columns appended to the tabular view (before the sector); subclasses add e.g. regimes."""
+        return None
+
+    def design(self, data: PanelData, index: np.ndarray) -> np.ndarray:
+        x = tabular(data, index, with_sector=False)
+        extra = self.extra_features(data, index)
+        if extra is not None:
+            x = np.concatenate([x, extra.astype(np.float32)], axis=1)
+        if self.use_sector:
+            x = np.concatenate([x, sector_codes(data)[index[:, 1], None].astype(np.float32)], axis=1)
+        return x
+
+    # -- per-library training -------------------------------------------------------------------------
+    def _kind(self, task: str) -> str:
+        if task in ("returns", "risk"):
+            return "quantile" if self.quantiles else "regression"
+        if self.quantiles:
+            raise ValueError(f"{self.name}: quantiles make sense only for returns or risk, not task {task!r}")
+        return "binary" if task == "direction" else "multiclass"
+
+    def _lightgbm(self, kind: str, x, y, xv, yv, cat: list[int]) -> list[Any]:
+        import lightgbm as lgb
+
+        base = {
+            "n_estimators": self.n_estimators,
+            "learning_rate": self.learning_rate,
+            "num_leaves": 31,
+            "min_child_samples": 200,
+            "subsample": 0.8,
+            "subsample_freq": 1,
+            "colsample_bytree": 0.8,
+            "n_jobs": self.n_jobs,
+            "random_state": self.seed,
+            "verbose": -1,
+        } | self.params
+        callbacks = [lgb.early_stopping(self.early_stopping_rounds, verbose=False)]
+        fit_kw: dict[str, Any] = {
+            "eval_X": (xv,),
+            "eval_y": (yv,),
+            "callbacks": callbacks,
+            "categorical_feature": cat or "auto",
+        }
+        if kind == "quantile":
+            assert self.quantiles is not None
+            models = []
+            for q in self.quantiles:
+                m = lgb.LGBMRegressor(objective="quantile", alpha=q, **base)
+                models.append(m.fit(x, y, **fit_kw))
+            return models
+        cls = lgb.LGBMRegressor if kind == "regression" else lgb.LGBMClassifier
+        return [cls(**base).fit(x, y, **fit_kw)]
+
+    def _xgboost(self, kind: str, x, y, xv, yv) -> list[Any]:
+        import xgboost as xgb
+
+        base = {
+            "n_estimators": self.n_estimators,
+            "learning_rate": self.learning_rate,
+            "max_depth": 6,
+            "min_child_weight": 50,
+            "subsample": 0.8,
+            "colsample_bytree": 0.8,
+            "tree_method": "hist",
+            "n_jobs": self.n_jobs,
+            "random_state": self.seed,
+            "early_stopping_rounds": self.early_stopping_rounds,
+        } | self.params
+        if kind == "quantile":
+            m = xgb.XGBRegressor(
+                objective="reg:quantileerror", quantile_alpha=np.array(self.quantiles), **base
+            )
+        elif kind == "regression":
+            m = xgb.XGBRegressor(**base)
+        else:
+            m = xgb.XGBClassifier(**base)
+        return [m.fit(x, y, eval_set=[(xv, yv)], verbose=False)]
+
+    def _catboost(self, kind: str, x, y, xv, yv, cat: list[int]) -> list[Any]:
+        import catboost as cb
+
+        base = {
+            "iterations": self.n_estimators,
+            "learning_rate": self.learning_rate,
+            "depth": 6,
+            "thread_count": self.n_jobs,
+            "random_seed": self.seed,
+            "verbose": False,
+            "allow_writing_files": False,
+            "od_type": "Iter",
+            "od_wait": self.early_stopping_rounds,
+            "use_best_model": True,
+        } | self.params
+        if kind == "quantile":
+            levels = ",".join(str(q) for q in self.quantiles or ())
+            base["loss_function"] = f"MultiQuantile:alpha={levels}"
+        elif kind == "multiclass":
+            base["loss_function"] = "MultiClass"
+        if cat:  # CatBoost wants categorical columns as integers
+            x, xv = self._cat_frame(x, cat), self._cat_frame(xv, cat)
+        pool, vpool = cb.Pool(x, y, cat_features=cat or None), cb.Pool(xv, yv, cat_features=cat or None)
+        cls = cb.CatBoostClassifier if kind in ("binary", "multiclass") else cb.CatBoostRegressor
+        return [cls(**base).fit(pool, eval_set=vpool)]
+
+    @staticmethod
+    def _cat_frame(x: np.ndarray, cat: list[int]) -> Any:
+        import pandas as pd
+
+        frame = pd.DataFrame(x)
+        for c in cat:
+            frame[c] = frame[c].astype(np.int64)
+        return frame
+
+    # -- the FoldModel surface ------------------------------------------------------------------------
+    def fit(self, data: PanelData, fold: Fold) -> None:
+        task = data.task.name
+        check_task(self.name, task, TASKS)
+        kind = self._kind(task)
+        idx = subsample(data.split_index(fold, "train"), self.max_train_rows, self.seed + fold.index)
+        vidx = data.split_index(fold, "val")
+        if len(idx) == 0 or len(vidx) == 0:
+            raise ValueError(f"{self.name}: fold {fold.index} has {len(idx)} train and {len(vidx)} val rows")
+        x, xv = self.design(data, idx), self.design(data, vidx)
+        y, yv = targets(data, idx), targets(data, vidx)
+        if kind in ("binary", "multiclass"):
+            y, yv = y.astype(int), yv.astype(int)
+        cat = [x.shape[1] - 1] if self.use_sector else []
+        if self.library == "lightgbm":
+            self.models = self._lightgbm(kind, x, y, xv, yv, cat)
+        elif self.library == "xgboost":
+            self.models = self._xgboost(kind, x, y, xv, yv)
+        else:
+            self.models = self._catboost(kind, x, y, xv, yv, cat)
+        m = self.models[0]
+        best = getattr(m, "best_iteration_", None) or getattr(m, "best_iteration", None)
+        if callable(getattr(m, "get_best_iteration", None)):
+            best = m.get_best_iteration()
+        self.best_iteration[fold.index] = int(best) if best is not None else -1
+
+    def predict(self, data: PanelData, index: np.ndarray) -> Predictions:
+        if not self.models:
+            raise RuntimeError(f"{self.name}: fit before predict")
+        task = data.task.name
+        kind = self._kind(task)
+        x = self.design(data, index)
+        if self.library == "catboost" and self.use_sector:
+            x = self._cat_frame(x, [x.shape[1] - 1])
+        if len(index) == 0:
+            empty = np.zeros(0)
+            return Predictions(empty, empty, empty, None)
+        if kind == "quantile":
+            assert self.quantiles is not None
+            if self.library == "lightgbm":
+                q = np.stack([m.predict(x) for m in self.models], axis=1)
+            else:
+                q = np.asarray(self.models[0].predict(x)).reshape(len(index), -1)
+            q = non_crossing(q)
+            levels = np.array(self.quantiles)
+            mid = int(np.argmin(np.abs(levels - 0.5)))
+            extra = dict(zip(quantile_names(self.quantiles), q.T, strict=True))
+            return from_point(task, q[:, mid], extra)
+        m = self.models[0]
+        if kind == "regression":
+            return from_point(task, np.asarray(m.predict(x)).reshape(-1))
+        probs = np.asarray(m.predict_proba(x))
+        return from_probs(task, probs[:, 1] if kind == "binary" else probs)
