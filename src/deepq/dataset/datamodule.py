@@ -1,21 +1,30 @@
 """The shared datamodule: the panel as one tensor, windows gathered by integer (date, symbol) index.
 
-No window is ever materialised ahead of time: memory is the panel's size ([T, N, F] float32), and a batch
-of B windows of length L is one advanced-indexing gather. Normalisation is fitted per fold on training
-rows only (see normalize.py) and applied inside the gather.
+No window is ever materialised ahead of time: memory is the panel's size ([T, N, F] float32 plus a few
+[T, N] label planes), and a batch of B windows of length L is one advanced-indexing gather. The tensors
+move to the training device once (`setup`), so on a GPU the gather runs there and no batch crosses the bus.
+Normalisation is fitted per fold on training rows only (see normalize.py) and applied inside the gather.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
+from deepq.dataset.covariates import CALENDAR_CHANNELS, calendar_features, extend_sessions
 from deepq.dataset.folds import Fold
-from deepq.dataset.normalize import Method, Normalizer, cross_sectional_rank, fit_normalizer
+from deepq.dataset.normalize import (
+    Method,
+    Normalizer,
+    cross_sectional_rank,
+    fit_label_scale,
+    fit_normalizer,
+)
 
 
 class Batch(NamedTuple):
@@ -23,40 +32,84 @@ class Batch(NamedTuple):
     y: torch.Tensor  # [B] label (NaN when unknown, e.g. at the live edge)
     t: torch.Tensor  # [B] date row of the decision date
     s: torch.Tensor  # [B] symbol column
+    static: torch.Tensor  # [B, 2] int64: symbol id, sector id (for embeddings)
+    known: torch.Tensor  # [B, L + K, C] calendar of the window's sessions and the K sessions after t
+    y_past: torch.Tensor  # [B, L] the label lagged by its span (known at t), normalised, 0 where unknown
+    y_seq: torch.Tensor  # [B, L] labels of every step of the window (DeepAR's per-step targets), NaN if none
+    aux_seq: torch.Tensor  # [B, L] auxiliary target per step (forward return, for the risk head), NaN if none
+
+
+BATCH_INPUTS = ("x", "static", "known", "y_past")  # the fields a network may declare in `net.inputs`
 
 
 class WindowGather:
-    """Gathers normalised windows from the panel tensor. Shared by every split of a fold."""
+    """Gathers normalised windows from the panel tensors. Shared by every split of a fold."""
 
-    def __init__(self, features: torch.Tensor, labels: torch.Tensor, lookback: int, normalizer: Normalizer):
-        self.features, self.labels, self.lookback = features, labels, lookback
-        self.center = torch.as_tensor(normalizer.center, dtype=features.dtype, device=features.device)
-        self.scale = torch.as_tensor(normalizer.scale, dtype=features.dtype, device=features.device)
-        self.clip = normalizer.clip
-        self.offsets = torch.arange(-lookback + 1, 1, device=features.device)
+    def __init__(self, dm: PanelDataModule, normalizer: Normalizer, label_center: float, label_scale: float):
+        dev = dm.features.device
+        self.dm, self.lookback, self.clip = dm, dm.lookback, normalizer.clip
+        self.center = torch.as_tensor(normalizer.center, dtype=torch.float32, device=dev)
+        self.scale = torch.as_tensor(normalizer.scale, dtype=torch.float32, device=dev)
+        self.label_center, self.label_scale = label_center, label_scale
+        self.offsets = torch.arange(-dm.lookback + 1, 1, device=dev)
+        self.known_offsets = torch.arange(-dm.lookback + 1, dm.future_days + 1, device=dev)
 
     def __call__(self, t: torch.Tensor, s: torch.Tensor) -> Batch:
+        dm = self.dm
         rows = t[:, None] + self.offsets  # [B, L]
-        x = self.features[rows, s[:, None]]  # [B, L, F]
+        cols = s[:, None]
+        x = dm.features[rows, cols]  # [B, L, F]
         x = ((x - self.center) / self.scale).clamp_(-self.clip, self.clip)
         x = torch.nan_to_num_(x, nan=0.0)
-        return Batch(x, self.labels[t, s], t, s)
+        y_seq = dm.labels[rows, cols]
+        y_past = torch.nan_to_num_((dm.labels_lagged[rows, cols] - self.label_center) / self.label_scale, 0.0)
+        static = torch.stack([s, dm.sector_of[s]], dim=1)
+        known = dm.calendar[t[:, None] + self.known_offsets]
+        return Batch(
+            x, y_seq[:, -1], t, s, static, known, y_past.clamp_(-self.clip, self.clip), y_seq,
+            dm.aux[rows, cols],
+        )  # fmt: skip
 
 
 class WindowDataset(Dataset):
-    """Indexed by a list of positions (a whole batch at once), not by one sample."""
+    """Indexed by a tensor of positions (a whole batch at once), not by one sample."""
 
-    def __init__(self, index: np.ndarray, gather: WindowGather):
-        self.t = torch.as_tensor(index[:, 0], dtype=torch.long)
-        self.s = torch.as_tensor(index[:, 1], dtype=torch.long)
+    def __init__(self, index: np.ndarray, gather: WindowGather, device: torch.device):
+        self.t = torch.as_tensor(index[:, 0], dtype=torch.long, device=device)
+        self.s = torch.as_tensor(index[:, 1], dtype=torch.long, device=device)
         self.gather = gather
 
     def __len__(self) -> int:
         return len(self.t)
 
-    def __getitem__(self, positions: list[int]) -> Batch:  # type: ignore[override]
-        p = torch.as_tensor(positions, dtype=torch.long)
+    def __getitem__(self, positions: torch.Tensor | list[int]) -> Batch:  # type: ignore[override]
+        p = torch.as_tensor(positions, dtype=torch.long, device=self.t.device)
         return self.gather(self.t[p], self.s[p])
+
+
+class PositionBatches(Sampler[torch.Tensor]):
+    """Yields whole batches of positions as tensors: a seeded permutation per epoch (train) or in order.
+
+    Slicing one permutation tensor replaces a Python loop over ints (RandomSampler + BatchSampler), which
+    costs more than the gather itself at these batch sizes.
+    """
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, max_samples: int | None = None):
+        self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
+        self.max_samples = min(n, max_samples) if max_samples else n
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return -(-self.max_samples // self.batch_size)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(self.n, generator=g)[: self.max_samples]
+            self.epoch += 1
+        else:
+            order = torch.arange(self.n)
+        yield from order.split(self.batch_size)
 
 
 class PanelDataModule(L.LightningDataModule):
@@ -73,14 +126,20 @@ class PanelDataModule(L.LightningDataModule):
         clip: float = 5.0,
         max_train_samples: int | None = None,
         seed: int = 0,
+        dates: np.ndarray | None = None,
+        sector_ids: np.ndarray | None = None,
+        aux: np.ndarray | None = None,
+        label_span: int = 2,
+        future_days: int = 1,
     ):
         super().__init__()
         T, N, F = features.shape
-        if labels.shape != (T, N) or tradable.shape != (T, N):
-            raise ValueError(f"labels {labels.shape} and tradable {tradable.shape} must be {(T, N)}")
+        for name, arr in (("labels", labels), ("tradable", tradable), ("aux", aux)):
+            if arr is not None and arr.shape != (T, N):
+                raise ValueError(f"{name} has shape {arr.shape}, expected {(T, N)} like features[:, :, 0]")
         self.lookback, self.batch_size, self.eval_batch_size = lookback, batch_size, eval_batch_size
         self.normalization, self.clip, self.seed = normalization, clip, seed
-        self.max_train_samples = max_train_samples
+        self.max_train_samples, self.label_span, self.future_days = max_train_samples, label_span, future_days
         self.tradable = tradable
         present = np.isfinite(features).any(axis=2) if present is None else present
         if normalization == "rank":
@@ -89,18 +148,61 @@ class PanelDataModule(L.LightningDataModule):
         self.features = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
         self.labels_np = labels
         self.labels = torch.from_numpy(labels.astype(np.float32))
+        lagged = np.full((T, N), np.nan, np.float32)  # label of t - span, the latest one fully known at t
+        if label_span < T:
+            lagged[label_span:] = labels[: T - label_span]
+        self.labels_lagged = torch.from_numpy(lagged)
+        self.aux = torch.from_numpy(
+            np.full((T, N), np.nan, np.float32) if aux is None else aux.astype(np.float32)
+        )
+        if dates is None:  # synthetic panels: consecutive weekdays ending today are as good as any
+            dates = np.busday_offset(np.datetime64("2000-01-03"), np.arange(T))
+        self.calendar = torch.from_numpy(calendar_features(extend_sessions(dates, future_days)))
+        self.sector_of = torch.as_tensor(np.zeros(N, np.int64) if sector_ids is None else sector_ids)
+        self.n_symbols, self.n_sectors = N, int(self.sector_of.max()) + 1 if N else 1
         # a window is usable when the symbol has a bar at both its first and last session
         window_ok = np.zeros((T, N), dtype=bool)
         if lookback <= T:
             window_ok[lookback - 1 :] = present[lookback - 1 :] & present[: T - lookback + 1]
         self.window_ok = window_ok & tradable
+        self.device = torch.device("cpu")
         self.fold: Fold | None = None
         self.normalizer: Normalizer | None = None
+        self.label_stats: tuple[float, float] = (0.0, 1.0)
         self.gather: WindowGather | None = None
 
+    # ---- shapes a network is built from -------------------------------------------------------------
     @property
     def n_features(self) -> int:
         return self.features.shape[-1]
+
+    def input_spec(self) -> dict[str, int]:
+        """Keyword arguments a network factory may take (NeuralModel passes those it accepts)."""
+        return {
+            "n_features": self.n_features,
+            "lookback": self.lookback,
+            "n_known": len(CALENDAR_CHANNELS),
+            "future_days": self.future_days,
+            "n_symbols": self.n_symbols,
+            "n_sectors": self.n_sectors,
+        }
+
+    # ---- device and fold ----------------------------------------------------------------------------
+    def to_device(self, device: torch.device | str) -> PanelDataModule:
+        """Move the panel tensors once; every later gather runs on `device`."""
+        device = torch.device(device)
+        if device != self.device:
+            for name in ("features", "labels", "labels_lagged", "aux", "calendar", "sector_of"):
+                setattr(self, name, getattr(self, name).to(device))
+            self.device = device
+            if self.normalizer is not None:
+                self.gather = WindowGather(self, self.normalizer, *self.label_stats)
+        return self
+
+    def setup(self, stage: str) -> None:
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            self.to_device(trainer.strategy.root_device)
 
     def index(self, start: int, stop: int, require_label: bool = True) -> np.ndarray:
         """[M, 2] (date row, symbol col) of usable windows with decision dates in [start, stop)."""
@@ -116,18 +218,27 @@ class PanelDataModule(L.LightningDataModule):
         self.normalizer = fit_normalizer(
             self.features_np, rows, self.window_ok, self.normalization, self.clip, seed=self.seed
         )
-        self.gather = WindowGather(self.features, self.labels, self.lookback, self.normalizer)
+        self.label_stats = fit_label_scale(self.labels_np, rows, self.window_ok)
+        self.gather = WindowGather(self, self.normalizer, *self.label_stats)
+
+    # ---- loaders -------------------------------------------------------------------------------------
+    def _shard(self, index: np.ndarray) -> np.ndarray:
+        """Under DDP each process reads its own slice of the windows (same seed, disjoint rows)."""
+        trainer = getattr(self, "trainer", None)
+        world = trainer.world_size if trainer is not None else 1
+        return index[trainer.global_rank :: world] if trainer is not None and world > 1 else index
 
     def _loader(self, index: np.ndarray, train: bool) -> DataLoader:
         assert self.gather is not None, "call set_fold(fold) before asking for data"
-        ds = WindowDataset(index, self.gather)
-        if train:
-            g = torch.Generator().manual_seed(self.seed + (self.fold.index if self.fold else 0))
-            n = min(len(ds), self.max_train_samples) if self.max_train_samples else None
-            sampler: RandomSampler | SequentialSampler = RandomSampler(ds, num_samples=n, generator=g)
-            batches = BatchSampler(sampler, self.batch_size, drop_last=False)
-        else:
-            batches = BatchSampler(SequentialSampler(ds), self.eval_batch_size, drop_last=False)
+        ds = WindowDataset(index, self.gather, self.device)
+        fold = self.fold.index if self.fold else 0
+        batches = PositionBatches(
+            len(ds),
+            self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            seed=self.seed + fold,
+            max_samples=self.max_train_samples if train else None,
+        )
         return DataLoader(ds, sampler=batches, batch_size=None, num_workers=0)
 
     def split_index(self, split: str) -> np.ndarray:
@@ -140,10 +251,10 @@ class PanelDataModule(L.LightningDataModule):
         return self._loader(index, train=False)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.split_index("train"), train=True)
+        return self._loader(self._shard(self.split_index("train")), train=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.split_index("val"), train=False)
+        return self._loader(self._shard(self.split_index("val")), train=False)
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.split_index("test"), train=False)

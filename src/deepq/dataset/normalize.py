@@ -62,3 +62,14 @@ def cross_sectional_rank(features: np.ndarray, tradable: np.ndarray) -> np.ndarr
     for j in range(F):  # pandas ranks a whole [T, N] slice per call; F calls, not T*F
         out[:, :, j] = pd.DataFrame(masked[:, :, j]).rank(axis=1, pct=True).to_numpy() * 2.0 - 1.0
     return out
+
+
+def fit_label_scale(labels: np.ndarray, rows: np.ndarray, ok: np.ndarray) -> tuple[float, float]:
+    """(median, IQR/1.349) of the training rows' labels: the scale of the lagged-label input channel."""
+    sub = labels[rows][ok[rows]]
+    sub = sub[np.isfinite(sub)]
+    if not len(sub):
+        return 0.0, 1.0
+    q25, med, q75 = np.percentile(sub, [25, 50, 75])
+    spread = (q75 - q25) / 1.349
+    return float(med), float(spread) if spread > 1e-12 else float(np.std(sub) or 1.0)

@@ -7,6 +7,8 @@ from torch import nn
 
 
 class LSTMNet(nn.Module):
+    inputs = ("x",)
+
     def __init__(
         self,
         n_features: int,

@@ -1,27 +1,60 @@
-"""ForecastModule: the one LightningModule. It owns a network and a head; the loss comes from the head."""
+"""ForecastModule: the one LightningModule. It owns a network and a head; the loss comes from the head.
+
+The network declares which Batch fields it reads (`net.inputs`); the module feeds exactly those, so the same
+module trains an LSTM on x alone and a TFT on (x, static, known). Networks with `sequence_training` (DeepAR)
+are trained on every step of the window. `compile=True` trains through `torch.compile` while the eager
+`Forecaster` stays the thing that is exported.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
 import lightning as L
 import torch
+import torchmetrics as tm
 from torch import nn
 
 from deepq.dataset.datamodule import Batch
-from deepq.models.heads import Head
+from deepq.models import net_inputs
+from deepq.models.heads import ClassHead, Head
 
 
 class Forecaster(nn.Module):
-    """Network + head: features [B, L, F] -> predictions in the head's domain. This is what is exported."""
+    """Network + head: the network's inputs -> predictions in the head's domain. This is what is exported."""
 
     def __init__(self, net: nn.Module, head: Head):
         super().__init__()
         self.net, self.head = net, head
+        self.inputs = net_inputs(net)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.net(x))
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.head(self.net(*inputs))
+
+
+def batch_inputs(batch: Batch, names: tuple[str, ...]) -> tuple[torch.Tensor, ...]:
+    return tuple(getattr(batch, n) for n in names)
+
+
+def task_metrics(task: str, head: Head) -> tm.MetricCollection:
+    """Validation metrics on the head's point forecast (or probabilities), per task."""
+    if isinstance(head, ClassHead) and head.n_classes == 2:
+        return tm.MetricCollection(
+            {"acc": tm.classification.BinaryAccuracy(), "auc": tm.classification.BinaryAUROC()}
+        )
+    if isinstance(head, ClassHead):
+        k = head.n_classes
+        return tm.MetricCollection(
+            {
+                "acc": tm.classification.MulticlassAccuracy(k, average="micro"),
+                "f1": tm.classification.MulticlassF1Score(k, average="macro"),
+            }
+        )
+    return tm.MetricCollection(
+        {"mse": tm.MeanSquaredError(), "mae": tm.MeanAbsoluteError(), "corr": tm.PearsonCorrCoef()}
+    )
 
 
 class ForecastModule(L.LightningModule):
@@ -31,16 +64,39 @@ class ForecastModule(L.LightningModule):
         head: Head,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
+        task: str = "returns",
+        compile: bool = False,
     ):
         super().__init__()
         self.model = Forecaster(net, head)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.inputs = self.model.inputs
+        self.sequence_training = bool(getattr(net, "sequence_training", False))
+        self.val_metrics = task_metrics(task, head).clone(prefix="val_")
+        self.use_compile = compile  # (nn.Module.compile is a method: do not shadow it)
+        self._train_net: Callable[..., torch.Tensor] | None = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.model(*inputs)
+
+    def _raw(self, batch: Batch, sequence: bool) -> torch.Tensor:
+        net = self.model.net
+        fn: Callable[..., torch.Tensor] = net.forward_sequence if sequence else net  # type: ignore[assignment]
+        if self.training and self.use_compile:
+            if self._train_net is None:
+                self._train_net = torch.compile(fn)
+            fn = self._train_net
+        return fn(*batch_inputs(batch, self.inputs))
 
     def _loss(self, batch: Batch) -> torch.Tensor:
-        return self.model.head.loss(self.model.net(batch.x), batch.y)
+        head = self.model.head
+        if self.sequence_training:
+            raw = self._raw(batch, sequence=True)  # [B, L, P]
+            ok = torch.isfinite(batch.y_seq)
+            aux = batch.aux_seq[ok] if head.needs_aux else None
+            return head.loss(raw[ok].float(), batch.y_seq[ok], aux)
+        aux = batch.aux_seq[:, -1] if head.needs_aux else None
+        return head.loss(self._raw(batch, sequence=False).float(), batch.y, aux)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         loss = self._loss(batch)
@@ -48,10 +104,26 @@ class ForecastModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self.log("val_loss", self._loss(batch), prog_bar=True, batch_size=len(batch.y))
+        # validation scores the decision date only, whatever the network trains on
+        raw = self.model.net(*batch_inputs(batch, self.inputs)).float()
+        aux = batch.aux_seq[:, -1] if self.model.head.needs_aux else None
+        loss = self.model.head.loss(raw, batch.y, aux)
+        self.log("val_loss", loss, prog_bar=True, batch_size=len(batch.y), sync_dist=True)
+        out = self.model.head(raw)
+        head = self.model.head
+        if isinstance(head, ClassHead):
+            pred = out[:, 0] if head.n_classes == 2 else out
+            self.val_metrics.update(pred, batch.y.long())
+        else:
+            self.val_metrics.update(head.point(out), batch.y)
+
+    def on_validation_epoch_end(self) -> None:
+        with contextlib.suppress(ValueError, RuntimeError):  # e.g. a one-class validation slice has no AUC
+            self.log_dict(self.val_metrics.compute(), sync_dist=True)
+        self.val_metrics.reset()
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
-        out = self.model(batch.x)
+        out = self.model(*batch_inputs(batch, self.inputs))
         return {"out": out, "score": self.model.head.score(out), "y": batch.y, "t": batch.t, "s": batch.s}
 
     def configure_optimizers(self) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -11,57 +12,85 @@ import torch
 from torch import nn
 
 from deepq.dataset.context import PanelData, Predictions, direction_from_score
+from deepq.dataset.covariates import CALENDAR_CHANNELS, sector_ids
 from deepq.dataset.datamodule import PanelDataModule
 from deepq.dataset.folds import Fold
-from deepq.models.heads import Head
+from deepq.dataset.labels import label_span
+from deepq.models import net_inputs
+from deepq.models.heads import DistributionHead, Head
 from deepq.training.callbacks import RestoreBestWeights
-from deepq.training.module import ForecastModule
+from deepq.training.module import ForecastModule, batch_inputs
+
+
+def accepted_kwargs(factory: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The subset of kwargs a factory (a class or a functools.partial of one) takes by name."""
+    params = inspect.signature(factory).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return kwargs
+    return {k: v for k, v in kwargs.items() if k in params}
 
 
 class NeuralModel:
     def __init__(
         self,
         name: str,
-        net: Callable[..., nn.Module],  # partial: net(n_features=, n_outputs=)
+        net: Callable[..., nn.Module],  # partial: net(n_features=, n_outputs=, [lookback=, n_symbols=, ...])
         head: Callable[[], Head],  # factory: a fresh head per fold
         optimizer: Callable[..., torch.optim.Optimizer],
         trainer: Callable[..., L.Trainer],  # partial: trainer(callbacks=, logger=)
-        datamodule: Callable[
-            ..., PanelDataModule
-        ],  # partial: datamodule(features=, labels=, tradable=, present=, seed=)
+        datamodule: Callable[..., PanelDataModule],  # partial: datamodule(features=, labels=, ...)
         scheduler: Callable[..., Any] | None = None,
-        callbacks: Callable[[], list[L.Callback]]
-        | None = None,  # extra callbacks per fold (early stopping, progress)
+        callbacks: Callable[[], list[L.Callback]] | None = None,  # extra callbacks per fold
         logger: Callable[..., Any] | None = None,  # partial: logger(fold=, run_name=)
         run_name: str = "run",
         seed: int = 0,
+        module_kwargs: dict[str, Any] | None = None,  # ForecastModule options: compile
+        n_samples: int = 200,  # draws per forecast for distribution heads (DeepAR's sampled quantiles)
     ):
         self.name, self.run_name, self.seed = name, run_name, seed
         self.net_factory, self.head_factory, self.optimizer, self.scheduler = net, head, optimizer, scheduler
         self.trainer_factory, self.datamodule_factory = trainer, datamodule
         self.callbacks_factory, self.logger_factory = callbacks, logger
+        self.module_kwargs, self.n_samples = dict(module_kwargs or {}), n_samples
         self.dm: PanelDataModule | None = None
         self.module: ForecastModule | None = None
         self.best_val_loss: dict[int, float] = {}
+        self.sectors: tuple[str, ...] = ()
+        self.symbols: tuple[str, ...] = ()
+        self.task = "returns"
 
     def _datamodule(self, data: PanelData) -> PanelDataModule:
         if self.dm is None:  # built once per run: the panel tensor is shared by every fold
-            present = np.isfinite(data.panel["close"])
+            self.symbols = tuple(data.panel.symbols)
+            ids, self.sectors = sector_ids(data.panel.symbols, data.panel.sectors)
+            span = label_span(data.task.horizon_days, data.task.name)
             self.dm = self.datamodule_factory(
                 features=data.features,
                 labels=data.labels,
                 tradable=data.sample_ok,
-                present=present,
+                present=np.isfinite(data.panel["close"]),
                 seed=self.seed,
+                dates=data.panel.dates,
+                sector_ids=ids,
+                aux=data.y_ret,
+                label_span=span,
+                future_days=span,  # the sessions the label covers are known-future calendar steps
             )
         return self.dm
+
+    def build(self, dm: PanelDataModule) -> ForecastModule:
+        """A fresh network + head sized from the datamodule (used per fold, and by tests)."""
+        head = self.head_factory()
+        head.calibrate(*dm.label_stats)  # the fold's training labels: median and robust spread
+        spec = dm.input_spec() | {"n_outputs": head.n_params}
+        net = self.net_factory(**accepted_kwargs(self.net_factory, spec))
+        return ForecastModule(net, head, self.optimizer, self.scheduler, task=self.task, **self.module_kwargs)
 
     def fit(self, data: PanelData, fold: Fold) -> None:
         dm = self._datamodule(data)
         dm.set_fold(fold)
-        head = self.head_factory()
-        net = self.net_factory(n_features=dm.n_features, n_outputs=head.n_params)
-        self.module = ForecastModule(net, head, self.optimizer, self.scheduler)
+        self.task = data.task.name
+        self.module = self.build(dm)
         restore = RestoreBestWeights("val_loss")
         callbacks = [*(self.callbacks_factory() if self.callbacks_factory else []), restore]
         logger = (
@@ -75,29 +104,55 @@ class NeuralModel:
     @torch.no_grad()
     def predict_outputs(self, index: np.ndarray) -> np.ndarray:
         assert self.module is not None and self.dm is not None, "fit before predict"
-        outs = [self.module.model(batch.x) for batch in self.dm.loader_for(index)]
-        return torch.cat(outs).numpy() if outs else np.zeros((0, len(self.module.model.head.output_names)))
+        model = self.module.model.eval()
+        device = next(model.parameters()).device
+        outs = [
+            model(*(v.to(device) for v in batch_inputs(batch, model.inputs))).float().cpu()
+            for batch in self.dm.loader_for(index)
+        ]
+        return torch.cat(outs).numpy() if outs else np.zeros((0, len(model.head.output_names)))
 
     def predict(self, data: PanelData, index: np.ndarray) -> Predictions:
         assert self.module is not None
         out = self.predict_outputs(index)
         head = self.module.model.head
-        score = head.score(torch.from_numpy(out)).numpy().astype(np.float64)
+        t_out = torch.from_numpy(out)
+        score = head.score(t_out).numpy().astype(np.float64)
+        pred = head.point(t_out).numpy().astype(np.float64)
         names = head.output_names
-        extra = {n: out[:, k].astype(np.float64) for k, n in enumerate(names)} if len(names) > 1 else None
-        return Predictions(
-            out[:, 0].astype(np.float64), score, direction_from_score(data.task.name, score), extra
-        )
+        extra = {n: out[:, k].astype(np.float64) for k, n in enumerate(names)} if len(names) > 1 else {}
+        if isinstance(head, DistributionHead) and len(out):  # sampled forecasts (DeepAR)
+            draws = head.sample(t_out, self.n_samples)
+            for q in (0.1, 0.5, 0.9):
+                extra[f"sample_q{round(q * 100):02d}"] = (
+                    torch.quantile(draws, q, dim=0).numpy().astype(np.float64)
+                )
+        return Predictions(pred, score, direction_from_score(data.task.name, score), extra or None)
 
-    def exportable(self, index: np.ndarray) -> tuple[nn.Module, torch.Tensor, dict[str, Any]]:
-        """The last fitted fold's network + head, a few real normalised windows from `index` to trace with,
-        and what a consumer needs to rebuild the inputs (lookback, normaliser, output names)."""
+    def exportable(
+        self, index: np.ndarray
+    ) -> tuple[nn.Module, torch.Tensor | tuple[torch.Tensor, ...], dict[str, Any]]:
+        """The last fitted fold's network + head, a few real windows from `index` to trace with, and what a
+        consumer needs to rebuild the inputs (lookback, normaliser, static ids, calendar, output names)."""
         assert self.module is not None and self.dm is not None and self.dm.gather is not None
         sel = index[:8]
-        example = self.dm.gather(torch.as_tensor(sel[:, 0]), torch.as_tensor(sel[:, 1])).x
+        batch = self.dm.gather(
+            torch.as_tensor(sel[:, 0], device=self.dm.device),
+            torch.as_tensor(sel[:, 1], device=self.dm.device),
+        )
+        model = self.module.model.cpu().eval()
+        inputs = tuple(v.cpu() for v in batch_inputs(batch, net_inputs(model.net)))
         meta = {
             "lookback": self.dm.lookback,
+            "inputs": list(model.inputs),
             "normalizer": self.dm.normalizer.to_dict() if self.dm.normalizer else None,
-            "outputs": list(self.module.model.head.output_names),
+            "outputs": list(model.head.output_names),
+            "label_center_scale": list(self.dm.label_stats),
+            "label_span": self.dm.label_span,
+            "future_days": self.dm.future_days,
+            "calendar_channels": list(CALENDAR_CHANNELS),
+            "symbols": list(self.symbols),
+            "sectors": list(self.sectors),
+            "sector_of_symbol": self.dm.sector_of.cpu().tolist(),
         }
-        return self.module.model, example, meta
+        return model, inputs[0] if len(inputs) == 1 else inputs, meta
