@@ -56,7 +56,7 @@ def build_model(cfg: DictConfig) -> FoldModel:
     return NeuralModel(
         name=cfg.model.name,
         net=instantiate(cfg.model.net),
-        head=lambda: instantiate(cfg.task.head),
+        head=lambda: instantiate((cfg.model.get("task_heads") or {}).get(cfg.task.name) or cfg.task.head),
         optimizer=instantiate(cfg.model.optimizer),
         scheduler=instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None,
         trainer=instantiate(cfg.trainer),
@@ -65,4 +65,5 @@ def build_model(cfg: DictConfig) -> FoldModel:
         logger=instantiate(cfg.logger) if cfg.get("logger") else None,
         run_name=cfg.name,
         seed=int(cfg.seed),
+        module_kwargs=dict(cfg.model.get("module") or {}),
     )
