@@ -12,5 +12,7 @@ COPY data/sample ./data/sample
 RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
  && pip install -c constraints.txt -e .
 USER deepq
+# deepq serve: REST and gRPC (docker run -e DEEPQ_API_KEY=... -p 8000:8000 deepq serve host=0.0.0.0)
+EXPOSE 8000 50051
 ENTRYPOINT ["deepq"]
 CMD ["train"]

@@ -10,7 +10,7 @@ export MKL_NUM_THREADS ?= 1
 export WANDB_MODE ?= offline
 export HYDRA_FULL_ERROR ?= 1
 
-.PHONY: venv run test test-all check bench serve docs clean sample
+.PHONY: venv run test test-all check bench serve docs clean sample proto
 
 venv: $(STAMP)
 
@@ -47,6 +47,10 @@ serve: venv
 
 sample: venv
 	$(BIN)/python scripts/make_sample.py
+
+# regenerate the committed gRPC stubs (src/deepq/serve/pb/) from proto/deepq.proto
+proto: venv
+	$(BIN)/python scripts/gen_proto.py
 
 clean:
 	rm -rf outputs multirun .pytest_cache .mypy_cache .ruff_cache

@@ -10,6 +10,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("deepq.tasks.train", "walk-forward training and evaluation (Hydra overrides, -m for multirun)"),
     "serve": ("deepq.tasks.serve", "REST + gRPC prediction service over the model registry (A/B, shadow)"),
     "models": ("deepq.tasks.models", "model registry: list | promote | archive | show | verify"),
+    "monitor": ("deepq.tasks.monitor", "drift, decay and importance of a registered model; retrain on alert"),
+    "backup": ("deepq.tasks.backup", "checksummed snapshot of the price cache, feature store and registry"),
+    "restore": ("deepq.tasks.backup", "restore a snapshot (verified) into its locations or --into DIR"),
     "features": ("deepq.tasks.features", "feature registry: list [--family F] [--set S] | families"),
 }
 

@@ -32,6 +32,7 @@ from deepq.utils.io import sha256_file
 
 STAGES = ("candidate", "staging", "production", "archived")
 RUN_FILES = ("model.pt", "model.json", "config.yaml", "metrics.json")  # what a train run contributes
+OPTIONAL_FILES = ("model.pt2", "model.pt2.json", "model.onnx", "model.onnx.json")  # torch.export / ONNX twins
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (
@@ -175,7 +176,7 @@ class Registry:
             meta["git_commit"] = run.get("git_commit")
         if (run_dir / "config.yaml").is_file():
             meta["config"] = (run_dir / "config.yaml").read_text()
-        files = {f: run_dir / f for f in RUN_FILES if (run_dir / f).is_file()}
+        files = {f: run_dir / f for f in (*RUN_FILES, *OPTIONAL_FILES) if (run_dir / f).is_file()}
         return self.register(
             name or str(meta.get("name") or "model"), files, meta, stage, source=str(run_dir)
         )

@@ -10,6 +10,7 @@ computation over the panel truncated at t would give.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,9 +21,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from deepq.data.panel import Panel
+from deepq.data.universe import liquidity_mask, membership_mask
 from deepq.dataset.context import direction_from_score, sample_mask
 from deepq.dataset.normalize import Normalizer, cross_sectional_rank
-from deepq.features.registry import compute_features
+from deepq.features.cache import cached_compute_features
 
 
 class InputError(ValueError):
@@ -60,15 +62,38 @@ class PanelFeatures:
 
 
 def load_panel_features(
-    config: str | DictConfig, lookback: int, rank: bool, data_overrides: Mapping[str, Any] | None = None
+    config: str, lookback: int, rank: bool, data_overrides: Mapping[str, Any] | None = None
 ) -> PanelFeatures:
-    cfg = OmegaConf.create(config) if isinstance(config, str) else config
+    """Cached per process on the config text: versions of one run (and repeated services) share a panel."""
+    key = (config, lookback, rank, json.dumps(dict(data_overrides or {}), sort_keys=True, default=str))
+    if key not in _CACHE:
+        if len(_CACHE) >= 4:
+            _CACHE.pop(next(iter(_CACHE)))
+        cfg = OmegaConf.create(config)
+        assert isinstance(cfg, DictConfig), "a run config is a mapping"
+        _CACHE[key] = _load_panel_features(cfg, lookback, rank, data_overrides)
+    return _CACHE[key]
+
+
+_CACHE: dict[tuple[str, int, bool, str], PanelFeatures] = {}
+
+
+def _load_panel_features(
+    cfg: DictConfig, lookback: int, rank: bool, data_overrides: Mapping[str, Any] | None
+) -> PanelFeatures:
     data_cfg = OmegaConf.merge(cfg.data, dict(data_overrides or {}))
     panel: Panel = instantiate(data_cfg)
     specs = instantiate(cfg.features)
-    features = compute_features(panel, specs)
+    # the feature store's Parquet cache when the run used one (same values as computing them), else compute
+    features = cached_compute_features(panel, specs, cfg.get("feature_cache_dir"))
+    # the sample mask exactly as deepq.tasks.common.build_panel_data builds it (the parity test guards this)
     present = np.isfinite(panel["close"])
     tradable = present & panel.mask(tuple(cfg.universe.asset_types))[None, :]
+    if cfg.universe.get("constituents"):
+        tradable &= membership_mask(panel, cfg.universe.constituents)
+    if cfg.universe.get("min_dollar_volume"):
+        window = int(cfg.universe.get("liquidity_window_days") or 63)
+        tradable &= liquidity_mask(panel, float(cfg.universe.min_dollar_volume), window)
     sample_ok = sample_mask(present, tradable, int(cfg.universe.min_symbol_history))
     if rank:
         features = cross_sectional_rank(features, sample_ok)
@@ -127,10 +152,14 @@ class InputBuilder:
             for s, ok in zip(symbols, usable, strict=True)
             if not ok
         }
-        sel = torch.from_numpy(cols[usable])
-        rows = t + self.offsets  # [L], oldest first
-        x = self.normalise(self.source.features[rows[None, :], sel[:, None]])  # [B, L, F]
+        sel = cols[usable]
+        x = self.windows(np.full(len(sel), t), sel)
         return Inputs(x, list(symbols), usable, reasons, str(panel.dates[t]))
+
+    def windows(self, t: np.ndarray, s: np.ndarray) -> torch.Tensor:
+        """Normalised windows [B, L, F] ending at date rows `t` for symbol columns `s` (usable cells only)."""
+        rows = torch.as_tensor(t, dtype=torch.long)[:, None] + self.offsets  # [B, L], oldest first
+        return self.normalise(self.source.features[rows, torch.as_tensor(s, dtype=torch.long)[:, None]])
 
     def for_windows(self, windows: np.ndarray, keys: list[str]) -> Inputs:
         """Raw (un-normalised) feature windows [B, lookback, F], NaN for undefined values."""

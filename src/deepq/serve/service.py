@@ -145,6 +145,10 @@ class PredictionService:
             mv = self.registry.resolve(None if ref == "default" else ref)
             if mv.ref not in self.models:
                 module, meta = self.registry.load(mv)  # verifies every artifact's sha256
+                if len(meta.get("input_names") or ["x"]) != 1:
+                    raise ValueError(
+                        f"{mv.ref} takes inputs {meta['input_names']}; the server builds only the feature window `x`"
+                    )
                 config = (mv.path / "config.yaml").read_text()
                 lookback = int(meta["lookback"])
                 rank = (meta.get("normalizer") or {}).get("method") == "rank"
