@@ -8,6 +8,7 @@ import sys
 # command -> module with a `main()`; Hydra apps read their overrides from sys.argv
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("deepq.tasks.train", "walk-forward training and evaluation (Hydra overrides, -m for multirun)"),
+    "data": ("deepq.tasks.data", "market data cache: import, download, update, quality, sql (deepq data -h)"),
     "serve": ("deepq.tasks.serve", "REST + gRPC prediction service over the model registry (A/B, shadow)"),
     "models": ("deepq.tasks.models", "model registry: list | promote | archive | show | verify"),
     "monitor": ("deepq.tasks.monitor", "drift, decay and importance of a registered model; retrain on alert"),
