@@ -15,6 +15,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "backup": ("deepq.tasks.backup", "checksummed snapshot of the price cache, feature store and registry"),
     "restore": ("deepq.tasks.backup", "restore a snapshot (verified) into its locations or --into DIR"),
     "features": ("deepq.tasks.features", "feature registry: list [--family F] [--set S] | families"),
+    "plan": ("deepq.tasks.plan", "print the walk-forward fold plan and draw it (Hydra overrides)"),
+    "compare": ("deepq.tasks.compare", "leaderboard (HTML + markdown) across run and sweep folders"),
 }
 
 

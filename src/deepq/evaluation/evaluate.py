@@ -112,6 +112,7 @@ class EvalResult:
             "stress": rec(self.stress),
             "targets": rec(self.targets),
             "primary_portfolio": self.primary,
+            "task": self.task,
         }
 
 
