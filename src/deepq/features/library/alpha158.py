@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+import talib
 from scipy.signal import lfilter
 
 from deepq.data.panel import Panel
 from deepq.features import ops
-from deepq.features.library._helpers import memo
+from deepq.features.library._helpers import memo, per_symbol
 from deepq.features.registry import feature
 
 FAMILY = "alpha158"
@@ -69,23 +69,17 @@ _kbar("high0", "high / close", lambda p: p["high"] / p["close"])
 _kbar("low0", "low / close", lambda p: p["low"] / p["close"])
 
 
-def _windows(a: np.ndarray, d: int) -> np.ndarray:
-    """[T, N, d] view of the last d rows at each t; rows t < d-1 are padded with NaN."""
-    pad = np.full((d - 1, a.shape[1]), np.nan)
-    return sliding_window_view(np.vstack([pad, a]), d, axis=0)
+def _argmax_pos(p: Panel, field: str, d: int, use_max: bool) -> np.ndarray:
+    """Qlib IdxMax/IdxMin: 1-based position of the extreme in the window (1 = oldest). TA-Lib MAXINDEX /
+    MININDEX per symbol; on exact ties TA-Lib picks the latest occurrence where numpy's argmax picks the first."""
+    func = talib.MAXINDEX if use_max else talib.MININDEX
 
+    def one(col: np.ndarray) -> np.ndarray:
+        pos = func(col, d).astype(np.float64) - (np.arange(len(col)) - d + 1) + 1.0
+        pos[: d - 1] = np.nan
+        return pos
 
-def _argmax_pos(a: np.ndarray, d: int, use_max: bool) -> np.ndarray:
-    """Qlib IdxMax/IdxMin: 1-based position of the extreme in the window (1 = oldest); NaN if any value missing."""
-    out = np.full(a.shape, np.nan)
-    step = 64  # column chunks bound the temporary copy
-    for j in range(0, a.shape[1], step):
-        w = _windows(a[:, j : j + step], d)
-        bad = np.isnan(w).any(axis=2)
-        filled = np.where(np.isnan(w), -np.inf if use_max else np.inf, w)
-        pos = (filled.argmax(axis=2) if use_max else filled.argmin(axis=2)) + 1.0
-        out[:, j : j + step] = np.where(bad, np.nan, pos)
-    return out
+    return memo(p, ("a158_argpos", field, d, use_max), lambda: per_symbol(p, one, (field,))[0])
 
 
 def _slope_stats(y: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -180,11 +174,11 @@ def _rolling_ops(d: int) -> dict[str, tuple[str, Callable[[Panel], np.ndarray]]]
         "qtld": ("0.2 quantile of close over d / close", lambda p: q(p, 0.2)),
         "rank": ("percentile of today's close within the window", rank),
         "rsv": ("(close - min(low, d)) / (max(high, d) - min(low, d))", rsv),
-        "imax": ("days-position of the window's max high / d", lambda p: _argmax_pos(p["high"], d, True) / d),
-        "imin": ("position of the window's min low / d", lambda p: _argmax_pos(p["low"], d, False) / d),
+        "imax": ("days-position of the window's max high / d", lambda p: _argmax_pos(p, "high", d, True) / d),
+        "imin": ("position of the window's min low / d", lambda p: _argmax_pos(p, "low", d, False) / d),
         "imxd": (
             "(position of max high - position of min low) / d",
-            lambda p: (_argmax_pos(p["high"], d, True) - _argmax_pos(p["low"], d, False)) / d,
+            lambda p: (_argmax_pos(p, "high", d, True) - _argmax_pos(p, "low", d, False)) / d,
         ),
         "corr": (
             "corr(close, log(volume + 1)) over d",
