@@ -67,33 +67,31 @@ def market_returns(data: PanelData) -> np.ndarray:
     return np.nan_to_num(m)
 
 
-_REGIME_CACHE: dict[tuple[bytes, tuple[int, int]], np.ndarray] = {}
+_REGIME_PARAMS: dict[tuple[bytes, int, int], tuple[np.ndarray, int]] = {}
+REGIME_KW = {"k_regimes": 2, "trend": "c", "switching_variance": True}
 
 
 def regime_probabilities(returns: np.ndarray, train: tuple[int, int]) -> np.ndarray:
-    """[T] filtered P(high-volatility state | returns up to t), with parameters fitted on rows `train`.
-    Cached on (series digest, window): every task and model of a run shares the market's one fit per fold."""
+    """[T] filtered P(high-volatility state | returns up to t), parameters fitted on rows `train` only.
+    The fit is cached on the training slice, so every task and model of a process shares one per fold."""
     import hashlib
 
-    key = (hashlib.sha1(np.ascontiguousarray(returns).tobytes()).digest(), (int(train[0]), int(train[1])))
-    if key not in _REGIME_CACHE:
-        _REGIME_CACHE[key] = _fit_regimes(returns, train)
-    return _REGIME_CACHE[key]
-
-
-def _fit_regimes(returns: np.ndarray, train: tuple[int, int]) -> np.ndarray:
     from statsmodels.tsa.regime_switching.markov_regression import MarkovRegression
 
     y = returns * 100.0
-    kw = dict(k_regimes=2, trend="c", switching_variance=True)
+    fit_rows = y[train[0] : train[1]]
+    key = (hashlib.sha1(np.ascontiguousarray(fit_rows).tobytes()).digest(), int(train[0]), int(train[1]))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fitted = MarkovRegression(y[train[0] : train[1]], **kw).fit(disp=False)
-        filt = MarkovRegression(y, **kw).filter(fitted.params)
+        if key not in _REGIME_PARAMS:
+            fitted = MarkovRegression(fit_rows, **REGIME_KW).fit(disp=False)
+            names = list(fitted.model.param_names)
+            high = int(np.argmax([fitted.params[names.index(f"sigma2[{k}]")] for k in range(2)]))
+            _REGIME_PARAMS[key] = (np.asarray(fitted.params), high)
+        params, high = _REGIME_PARAMS[key]
+        filt = MarkovRegression(y, **REGIME_KW).filter(params)
     probs = np.asarray(filt.filtered_marginal_probabilities)  # [T, 2]
-    names = list(fitted.model.param_names)
-    sig = [fitted.params[names.index(f"sigma2[{k}]")] for k in range(2)]
-    return probs[:, int(np.argmax(sig))]
+    return np.clip(probs[:, high], 0.0, 1.0)  # filter rounding can overshoot 1 by 1 ulp
 
 
 class RegimeAware(Boosted):
