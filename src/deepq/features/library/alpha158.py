@@ -100,13 +100,12 @@ def _slope_stats(y: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def _rolling_corr(a: np.ndarray, b: np.ndarray, d: int) -> np.ndarray:
+    """Rolling Pearson correlation over d rows (pandas' one-pass rolling corr); NaN where either side is
+    constant in the window."""
     both = np.isfinite(a) & np.isfinite(b)
-    a, b = np.where(both, a, np.nan), np.where(both, b, np.nan)
-    cov = ops.rolling_mean(a * b, d) - ops.rolling_mean(a, d) * ops.rolling_mean(b, d)
-    sa = np.sqrt(np.maximum(ops.rolling_mean(a * a, d) - ops.rolling_mean(a, d) ** 2, 0.0))
-    sb = np.sqrt(np.maximum(ops.rolling_mean(b * b, d) - ops.rolling_mean(b, d) ** 2, 0.0))
-    den = sa * sb
-    return np.where(den > 1e-14, cov / np.where(den > 1e-14, den, 1.0), np.nan)
+    fa, fb = ops.frame(np.where(both, a, np.nan)), ops.frame(np.where(both, b, np.nan))
+    out = fa.rolling(d, min_periods=d).corr(fb).to_numpy()
+    return np.where(np.isfinite(out) & (np.abs(out) <= 1.0 + 1e-9), np.clip(out, -1.0, 1.0), np.nan)
 
 
 def _rolling_sum(a: np.ndarray, d: int) -> np.ndarray:
@@ -135,10 +134,13 @@ def _rolling_ops(d: int) -> dict[str, tuple[str, Callable[[Panel], np.ndarray]]]
         return memo(p, ("a158_sums", field, d), compute)
 
     def cnt(p: Panel) -> tuple[np.ndarray, np.ndarray]:
-        dx = _diff(p["close"])
-        up = ops.rolling_mean(np.where(np.isnan(dx), np.nan, (dx > 0).astype(float)), d)
-        dn = ops.rolling_mean(np.where(np.isnan(dx), np.nan, (dx < 0).astype(float)), d)
-        return up, dn
+        def compute() -> tuple[np.ndarray, np.ndarray]:
+            dx = _diff(p["close"])
+            up = ops.rolling_mean(np.where(np.isnan(dx), np.nan, (dx > 0).astype(float)), d)
+            dn = ops.rolling_mean(np.where(np.isnan(dx), np.nan, (dx < 0).astype(float)), d)
+            return up, dn
+
+        return memo(p, ("a158_cnt", d), compute)
 
     def wvma(p: Panel) -> np.ndarray:
         x = np.abs(p["close"] / ops.shift(p["close"], 1) - 1.0) * p["volume"]
