@@ -86,3 +86,20 @@ def test_train_registers_a_candidate_with_its_lineage(tmp_path_factory):
     assert meta["lookback"] == 20 and meta["data_fingerprint"] and "datamodule" in meta["config"]
     assert "val_loss" in meta["metrics"]
     assert json.loads((mv.path / "model.json").read_text())["sha256"] == mv.artifacts["model.pt"]
+
+
+@pytest.mark.slow
+def test_mirror_to_mlflow_registers_the_version(tmp_path, artifact):
+    pytest.importorskip("mlflow")
+    from deepq.export.registry import mirror_to_mlflow
+
+    reg = Registry(tmp_path / "reg")
+    mv = reg.register("m", artifact, {"metrics": {"val_loss": 0.5}})
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert mirror_to_mlflow(mv, uri) == "1"
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    (version,) = client.search_model_versions("name='m'")
+    run = client.get_run(version.run_id)
+    assert run.data.tags["deepq.ref"] == "m:1" and run.data.metrics["val_loss"] == 0.5

@@ -296,5 +296,13 @@ def mirror_to_mlflow(mv: ModelVersion, tracking_uri: str, model_name: str | None
         }
         mlflow.log_metrics({k.replace("/", "_"): v for k, v in numeric.items() if v == v})
         mlflow.log_artifacts(str(mv.path), artifact_path="model")
-        result = mlflow.register_model(f"runs:/{run.info.run_id}/model", model_name or mv.name)
-    return str(result.version)
+        artifact_uri = mlflow.get_artifact_uri("model")
+    # the files are plain artifacts, not an MLflow "logged model": register them by source URI
+    client = mlflow.MlflowClient(tracking_uri)
+    name = model_name or mv.name
+    if not client.search_registered_models(filter_string=f"name='{name}'"):
+        client.create_registered_model(name, description=f"mirrored from the deepq registry ({mv.name})")
+    version = client.create_model_version(
+        name, source=artifact_uri, run_id=run.info.run_id, tags={"deepq.ref": mv.ref}
+    )
+    return str(version.version)

@@ -150,7 +150,7 @@ def create_app(service: PredictionService) -> FastAPI:
         return {"models": service.describe(), "shadow": service.router.shadow}
 
     @app.post("/v1/predict", response_model=PredictResponse, dependencies=[Depends(require_key)])
-    async def predict(req: PredictRequest, background: BackgroundTasks) -> dict[str, Any]:
+    async def predict(req: PredictRequest, background: BackgroundTasks) -> Response:
         s = service.settings
         if req.symbols is not None:
             if len(req.symbols) > s.max_symbols:
@@ -185,7 +185,9 @@ def create_app(service: PredictionService) -> FastAPI:
             raise HTTPException(404, str(e.args[0])) from None
         if shadow_job is not None:
             background.add_task(shadow_job)
-        return body
+        # a Response skips re-validating the body against PredictResponse (built by the service; the model
+        # still documents it in OpenAPI)
+        return JSONResponse(body, background=background)
 
     app.add_middleware(LimitsAndMetrics, service=service)
     return app
