@@ -169,3 +169,22 @@ def test_models_and_metrics_endpoints(served):
     assert 'deepq_predictions_total{model="lstm_returns:3",role="shadow"}' in text
     assert 'deepq_requests_total{endpoint="/v1/predict",status="401"}' in text
     assert "/v1/predict" in client.get("/openapi.json").json()["paths"]
+
+
+def test_prices_after_as_of_do_not_change_the_prediction(served, oof):
+    """Serving computes features over the whole panel once; with causal features that must equal computing them
+    over the panel truncated at as_of (what 'features up to the as-of date' means)."""
+    _, service, root = served
+    d = str(pd.Timestamp(sorted(oof["date"].unique())[5]).date())
+    symbols = ["AAPL", "JPM", "XOM", "NFLX"]
+    full, _ = service.predict(lambda b: b.for_symbols(symbols, d), pinned="lstm_returns:1")
+    cut = PredictionService(
+        ServeSettings(
+            registry=str(root / "registry"), routes={"lstm_returns:1": 1.0}, data_overrides={"end": d}
+        )
+    )
+    assert cut.models["lstm_returns:1"].builder.source.panel.dates[-1] == np.datetime64(d)
+    truncated, _ = cut.predict(lambda b: b.for_symbols(symbols, d))
+    assert [p["pred"] for p in truncated["predictions"]] == pytest.approx(
+        [p["pred"] for p in full["predictions"]], abs=1e-6
+    )
