@@ -56,7 +56,14 @@ def test_build_panel_data_reuses_the_cache(tmp_path, monkeypatch):
     from tests.conftest import compose_cfg
 
     cfg = compose_cfg(
-        tmp_path, [f"feature_cache_dir={tmp_path / 'fc'}", "features.names=[ret_1,rsi_7,w_ret_1]"]
+        tmp_path,
+        [
+            f"feature_cache_dir={tmp_path / 'fc'}",
+            "features.names=[ret_1,rsi_7,w_ret_1]",
+            "data.symbols=[AAPL,JPM,XOM,SPY]",
+            "data.start=2017-01-01",
+            "data.end=2018-12-31",
+        ],
     )
     first = build_panel_data(cfg)
     assert len(list((tmp_path / "fc").glob("*.parquet"))) == 1

@@ -89,7 +89,7 @@ def test_available_date_close_rule():
     assert str(available_date(pd.Series(["2024-04-01"]), lag_days=4).iloc[0].date()) == "2024-04-05"
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(
     ev_days=st.lists(st.integers(0, 400), min_size=1, max_size=30),
     q_days=st.lists(st.integers(-20, 420), min_size=1, max_size=30),
