@@ -24,6 +24,7 @@ PLUGINS = [
     "garch",
     "ewma",
     "stack",
+    "deepar_gluonts",
 ]
 
 

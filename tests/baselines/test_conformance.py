@@ -94,3 +94,19 @@ def test_unsupported_task_is_a_clear_error(plugin, task, datasets):
     fold = make_folds(data, 1)[0]
     with pytest.raises(TaskNotSupported, match=task):
         PLUGINS[plugin][0]().fit(data, fold)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["returns", "risk"])
+def test_gluonts_deepar_peer_on_our_fold(task, datasets):
+    from deepq.baselines.peers import GluonDeepAR
+
+    data = datasets[task]
+    fold = make_folds(data, 1)[0]
+    model = GluonDeepAR(max_epochs=1, num_batches_per_epoch=10, num_samples=20)
+    model.fit(data, fold)
+    index = data.split_index(fold, "test")
+    p = model.predict(data, index)
+    assert p.pred.shape == (len(index),) and np.isfinite(p.pred).all()
+    with pytest.raises(TaskNotSupported):
+        GluonDeepAR().fit(datasets["direction"], fold)
