@@ -63,6 +63,7 @@ def test_compare_builds_leaderboard_over_a_multirun_folder(sweep, capsys):
     assert board["sharpe"].is_monotonic_decreasing or board["sharpe"].isna().any()
 
 
+@pytest.mark.slow  # rebuilds the panel: about 15 s of CPU
 def test_compare_reevaluate_rebuilds_report(sweep):
     run = sweep / "1"
     before = json.loads((run / "metrics.json").read_text())["evaluation"]["portfolios"]

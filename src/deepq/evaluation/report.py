@@ -49,7 +49,9 @@ def png(fig: plt.Figure) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
     plt.close(fig)
-    return f'<img alt="plot" class="plot" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+    data = base64.b64encode(buf.getvalue()).decode()
+    # decoded before first paint, so a headless screenshot never catches an empty frame
+    return f'<img alt="plot" class="plot" src="data:image/png;base64,{data}" decoding="sync" loading="eager">'
 
 
 def table(df: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
