@@ -183,7 +183,7 @@ class ParquetStore:
         # one small file per symbol: per-file overhead dominates, so files are lz4 (decodes ~4x faster than zstd
         # here) and read by a few threads, each file single-threaded
         def one(sym: str) -> pa.Table:
-            return pq.ParquetFile(self.path(sym)).read(columns=columns, use_threads=False)
+            return pq.ParquetFile(self.path(sym), memory_map=True).read(columns=columns, use_threads=False)
 
         with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as ex:
             return list(ex.map(one, symbols))
@@ -249,48 +249,48 @@ def load_cache_panel(
         )
     if constituents is not None and not Path(constituents).exists():
         raise FileNotFoundError(f"constituents file not found: {constituents}")
+    names = sorted(names)
     cols = ["date", *fields, "asset_type"]
     tables = store._read_tables(names, cols)
-    lo = np.datetime64(pd.Timestamp(start).date()) if start else None
-    hi = np.datetime64(pd.Timestamp(end).date()) if end else None
-    per_symbol = []
-    for t in tables:
-        d = t["date"].to_numpy().astype("datetime64[D]")
-        keep = np.ones(len(d), bool)
-        if lo is not None:
-            keep &= d >= lo
-        if hi is not None:
-            keep &= d <= hi
-        per_symbol.append((d, keep))
-    first = min((d[k][0] for d, k in per_symbol if k.any()), default=None)
-    last = max((d[k][-1] for d, k in per_symbol if k.any()), default=None)
-    if first is None or last is None:
+    lengths = np.array([t.num_rows for t in tables])
+    big = pa.concat_tables(tables, promote_options="default")  # zero-copy: one chunk per symbol
+    d = big["date"].to_numpy().astype("datetime64[D]")
+    col = np.repeat(np.arange(len(names)), lengths)
+    keep = np.ones(len(d), bool)
+    if start:
+        keep &= d >= np.datetime64(pd.Timestamp(start).date())
+    if end:
+        keep &= d <= np.datetime64(pd.Timestamp(end).date())
+    if not keep.any():
         raise DataError(f"cache {store.root}: no rows between {start} and {end}")
+    first, last = d[keep].min(), d[keep].max()
     if sessions and Path(sessions).exists():
         axis = pd.read_parquet(sessions)["date"].to_numpy().astype("datetime64[D]")
         axis = axis[(axis >= first) & (axis <= last)]
     else:
-        axis = np.unique(np.concatenate([d[k] for d, k in per_symbol]))
-    out = {f: np.full((len(axis), len(names)), np.nan) for f in fields}
-    asset_types: dict[str, str] = {}
-    for j, (sym, t, (d, keep)) in enumerate(zip(names, tables, per_symbol, strict=True)):
-        d = d[keep]
-        ti = np.searchsorted(axis, d)
-        ok = (ti < len(axis)) & (axis[np.minimum(ti, len(axis) - 1)] == d)
-        for f in fields:
-            out[f][ti[ok], j] = t[f].to_numpy(zero_copy_only=False).astype(np.float64)[keep][ok]
-        if t.num_rows:
-            asset_types[sym] = str(t["asset_type"][0].as_py())
+        axis = np.unique(d[keep])
+    row = np.searchsorted(axis, d)
+    keep &= row < len(axis)
+    keep[keep] &= axis[row[keep]] == d[keep]  # bars on non-sessions are not in the panel
+    row, col = row[keep], col[keep]
+    out = {}
+    for f in fields:
+        arr = np.full((len(axis), len(names)), np.nan)
+        arr[row, col] = big[f].to_numpy().astype(np.float64, copy=False)[keep]
+        out[f] = arr
+    offsets = np.r_[0, np.cumsum(lengths)[:-1]]
+    atype = big["asset_type"]
+    asset_types = {
+        sym: str(atype[int(o)].as_py()) for sym, o, n in zip(names, offsets, lengths, strict=True) if n
+    }
     sector_map: dict[str, str] = {}
     if sectors and Path(sectors).exists():
         sec = pd.read_parquet(sectors, columns=["symbol", "gics_sector"])
         sector_map = dict(zip(sec["symbol"], sec["gics_sector"].astype(str), strict=True))
-    order = np.argsort(np.array(names))
-    symbols_sorted = tuple(np.array(names)[order])
     return Panel(
         dates=axis,
-        symbols=symbols_sorted,
-        fields={f: a[:, order] for f, a in out.items()},
+        symbols=tuple(names),
+        fields=out,
         asset_types=asset_types,
         sectors=sector_map,
     )

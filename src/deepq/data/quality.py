@@ -36,7 +36,8 @@ class QualityPolicy:
     thin_window: int = 63
     stale_sessions: int = 5
     outlier_z: float = 10.0
-    outlier_min_abs_return: float = 0.15
+    outlier_min_abs_return: float = 0.2
+    outlier_window: int = 63
     liquidity_window: int = 63
     min_dollar_volume: float = 0.0  # the `liquid` column of the report (0 = every symbol)
 
@@ -137,14 +138,18 @@ def check_symbol(
     out["zero_volume_rows"] = int(zero.sum())
     out["max_zero_volume_streak"] = int(zr.max()) if len(zr) else 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.diff(np.log(close))
-    finite = np.isfinite(r)
+        r = pd.Series(np.diff(np.log(close)))
     outliers: list[str] = []
-    if finite.sum() > 20:
-        med = np.median(r[finite])
-        mad = 1.4826 * np.median(np.abs(r[finite] - med)) or np.nan
-        z = (r - med) / mad
-        hit = finite & (np.abs(z) > policy.outlier_z) & (np.abs(r) > policy.outlier_min_abs_return)
+    if r.notna().sum() > 20:
+        # robust z against the returns around it: a crisis raises the scale, so only moves out of line with
+        # their own period are flagged (a flag to review: most are real news, a few are bad ticks)
+        w = policy.outlier_window
+        med = r.rolling(w, center=True, min_periods=20).median()
+        mad = 1.4826 * (r - med).abs().rolling(w, center=True, min_periods=20).median()
+        z = ((r - med) / mad.replace(0.0, np.nan)).to_numpy()
+        rv = r.to_numpy()
+        with np.errstate(invalid="ignore"):
+            hit = (np.abs(z) > policy.outlier_z) & (np.abs(rv) > policy.outlier_min_abs_return)
         explained = set(pd.DatetimeIndex(list(action_dates)))
         if "split" in df.columns:
             explained |= set(dates[(df["split"].to_numpy() != 1) | (df["dividend"].to_numpy() != 0)])

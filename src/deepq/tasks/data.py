@@ -46,7 +46,7 @@ from deepq.data.universe import ever_members, list_versions, load_symbol_list
 from deepq.tasks.hydra_utils import CONFIG_DIR
 from deepq.utils.io import write_json_atomic
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)
 log = logging.getLogger("deepq.data")
 OVERRIDE = re.compile(r"^[+~]?[A-Za-z_][\w.@/-]*=\S*$")  # a Hydra override, not a SQL text
 META_FILES = ("sectors.parquet", "constituents.parquet", "actions.parquet", "constituent_changes.parquet")
@@ -256,21 +256,21 @@ def cmd_quality(args: argparse.Namespace, cfg: DictConfig) -> int:
             ["ohlc_violations", "non_positive", "missing_after_fill", "return_outliers", "stale_runs"]
         ].sum(axis=1)
     ).sort_values(["issues", "missing_after_fill"], ascending=False)
-    cols = [
-        "symbol",
-        "rows",
-        "first",
-        "last",
-        "missing_after_fill",
-        "filled_sessions",
-        "ohlc_violations",
-        "ohlc_noise",
-        "stale_runs",
-        "max_zero_volume_streak",
-        "return_outliers",
-        "median_dollar_volume",
-    ]
-    print_frame(worst[[c for c in cols if c in worst.columns]], f"quality: {where} (worst first)", args.top)
+    cols = {
+        "symbol": "symbol",
+        "rows": "rows",
+        "first": "first",
+        "last": "last",
+        "missing_after_fill": "missing",
+        "filled_sessions": "filled",
+        "ohlc_violations": "ohlc",
+        "stale_runs": "stale",
+        "max_zero_volume_streak": "0-vol run",
+        "return_outliers": "outliers",
+        "median_dollar_volume": "med $vol",
+    }
+    shown_cols = worst[[c for c in cols if c in worst.columns]].rename(columns=cols)
+    print_frame(shown_cols, f"quality: {where} (worst first)", args.top)
     shown = {k: v for k, v in summary.items() if k != "policy"}
     console.print(shown)
     out = Path(args.json or Path(store.root) / "quality.json")
