@@ -96,3 +96,13 @@ def test_normaliser_fitted_on_window_ignores_later_prices(perturbed):
     n2 = fit_normalizer(compute_features(other, specs), rows, tradable)
     np.testing.assert_array_equal(n1.center, n2.center)
     np.testing.assert_array_equal(n1.scale, n2.scale)
+
+
+def test_lags_longer_than_the_panel_are_undefined_not_an_error(sample_panel):
+    import dataclasses
+
+    short = dataclasses.replace(
+        sample_panel, dates=sample_panel.dates[:100], fields={k: v[:100] for k, v in sample_panel.fields.items()}
+    )
+    values = compute_features(short, [registry()["ret_252"], registry()["mom_12_1"]])
+    assert values.shape[0] == 100 and np.isnan(values).all()

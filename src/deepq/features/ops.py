@@ -19,7 +19,8 @@ def shift(a: np.ndarray, k: int) -> np.ndarray:
     if k < 0:
         raise ValueError("shift by a negative lag looks into the future")
     out = np.full_like(a, np.nan, dtype=np.float64)
-    out[k:] = a[: len(a) - k] if k else a
+    if k < len(a):  # a lag longer than the history leaves everything undefined
+        out[k:] = a[: len(a) - k] if k else a
     return out
 
 
