@@ -46,9 +46,11 @@ def fit_normalizer(
     F = features.shape[-1]
     if method in ("rank", "none"):
         return Normalizer(method, np.zeros(F, np.float32), np.ones(F, np.float32), clip)
-    sub = features[rows][tradable[rows]]  # [M, F]
-    if len(sub) > max_samples:  # quantiles of a large random subsample are as good and much cheaper
-        sub = sub[np.random.default_rng(seed).choice(len(sub), max_samples, replace=False)]
+    t, s = np.nonzero(tradable[rows])
+    if len(t) > max_samples:  # quantiles of a large random subsample are as good and much cheaper
+        pick = np.sort(np.random.default_rng(seed).choice(len(t), max_samples, replace=False))
+        t, s = t[pick], s[pick]
+    sub = features[rows[t], s]  # [M, F], gathered cell by cell: no copy of the training window
     q25, med, q75 = np.nanpercentile(sub, [25, 50, 75], axis=0) if len(sub) else (np.zeros(F),) * 3
     iqr = np.where(np.isfinite(q75 - q25) & (q75 - q25 > 1e-12), (q75 - q25) / 1.349, 1.0)
     return Normalizer(method, np.nan_to_num(med).astype(np.float32), iqr.astype(np.float32), clip)

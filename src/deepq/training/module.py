@@ -30,7 +30,15 @@ class Forecaster(nn.Module):
         self.net, self.head = net, head
         self.inputs = net_inputs(net)
 
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        in1: torch.Tensor | None = None,
+        in2: torch.Tensor | None = None,
+        in3: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        # explicit positional inputs, not *args: torch.export and ONNX name and shape each one
+        inputs = [t for t in (x, in1, in2, in3) if t is not None]
         return self.head(self.net(*inputs))
 
 
