@@ -39,13 +39,19 @@ PLUGINS: dict[str, tuple[Callable[[], FoldModel], tuple[str, ...]]] = {
     "tail_t": (lambda: TailRisk(tail="student_t"), ("returns",)),
     "tail_gpd": (lambda: TailRisk(tail="gpd"), ("returns",)),
     "har": (HAR, ("risk",)),
-    "garch": (lambda: GARCH(max_train_days=500), ("risk",)),
+    "garch": (lambda: GARCH(max_train_days=300), ("risk",)),
     "arima": (lambda: ARIMA(max_p=1, max_q=1, max_train_days=300), ("returns", "risk")),
     "ets": (lambda: ETS(max_train_days=300), ("returns", "risk")),
     "mstl": (lambda: MSTLModel(max_train_days=300), ("returns", "risk")),
     "stack": (lambda: Stack([TaskNaive(), Naive("last_return"), HAR()], meta="ridge"), ALL),
 }
-CASES = [(p, t) for p, (_, tasks) in PLUGINS.items() for t in tasks]
+# the slowest cells (per-symbol AutoARIMA searches, Markov fits) run with -m slow; one of each stays fast
+SLOW = {("arima", "risk"), ("regime", "returns"), ("regime", "signal"), ("regime", "risk")}
+CASES = [
+    pytest.param(p, t, id=f"{p}-{t}", marks=[pytest.mark.slow] if (p, t) in SLOW else [])
+    for p, (_, tasks) in PLUGINS.items()
+    for t in tasks
+]
 NO_RANKING = {"zero_return"}  # the random walk has no cross-sectional view: its score is NaN by design
 UNSUPPORTED = [(p, t) for p, (_, tasks) in PLUGINS.items() for t in ALL if t not in tasks]
 
@@ -59,7 +65,7 @@ def datasets(sample_panel):
     return {t: make_data(sample_panel, t, horizon(t)) for t in ALL}
 
 
-@pytest.mark.parametrize(("plugin", "task"), CASES, ids=[f"{p}-{t}" for p, t in CASES])
+@pytest.mark.parametrize(("plugin", "task"), CASES)
 def test_fit_predict_finite(plugin, task, datasets):
     data = datasets[task]
     fold = make_folds(data, 1)[0]

@@ -76,7 +76,7 @@ def test_arma_filter_matches_statsforecast_forecast(sample_panel, returns_data):
     assert mine[-1] == pytest.approx(ref, rel=1e-4, abs=1e-7)
 
 
-@pytest.mark.parametrize("library", ["lightgbm", "xgboost", "catboost"])
+@pytest.mark.parametrize("library", ["lightgbm", "xgboost", pytest.param("catboost", marks=pytest.mark.slow)])
 def test_quantiles_never_cross(library, returns_data):
     fold = make_folds(returns_data, 1)[0]
     levels = (0.05, 0.25, 0.5, 0.75, 0.95)
