@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from deepq.evaluation.performance import equity_curve  # noqa: E402
-from deepq.evaluation.report import CSS, png, table  # noqa: E402
+from deepq.evaluation.report import CSS, STYLE, png, table  # noqa: E402
 from deepq.evaluation.stats import deflated_sharpe_ratio, pbo_cscv  # noqa: E402
 from deepq.utils.io import write_atomic  # noqa: E402
 
@@ -128,13 +128,14 @@ def write_leaderboard(out_dir: Path, runs: list[RunRecord]) -> tuple[Path, Path]
     stats_df = pd.DataFrame([stats]) if stats else pd.DataFrame()
     plot = ""
     if not rets.empty:
-        fig, ax = plt.subplots(figsize=(10, 4))
-        for col in rets.columns:
-            ax.plot(rets.index, equity_curve(rets[col]).to_numpy(), lw=0.9, label=col)
-        ax.set_yscale("log")
-        ax.set_title("primary portfolio after costs, every run and model (common dates)")
-        ax.legend(fontsize=7, ncol=2)
-        plot = png(fig)
+        with plt.rc_context(STYLE):
+            fig, ax = plt.subplots(figsize=(10, 4))
+            for col in rets.columns:
+                ax.plot(rets.index, equity_curve(rets[col]).to_numpy(), lw=0.9, label=col)
+            ax.set_yscale("log")
+            ax.set_title("primary portfolio after costs, every run and model (common dates)")
+            ax.legend(fontsize=7, ncol=2)
+            plot = png(fig)
     note = (
         "Deflated Sharpe of the best configuration discounts for the number of configurations tried; PBO is the "
         "probability that the in-sample best configuration ranks in the bottom half out of sample (CSCV)."

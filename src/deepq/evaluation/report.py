@@ -8,10 +8,12 @@ and confusion matrices; per-regime and stress tables; per-fold metrics; the fold
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import matplotlib
 
@@ -45,6 +47,25 @@ PORTFOLIO_COLUMNS = (
 )  # fmt: skip
 
 
+# The report's own style: other libraries (quantstats, seaborn) restyle matplotlib globally on import
+STYLE: Any = {
+    "axes.prop_cycle": matplotlib.rcParamsDefault["axes.prop_cycle"],  # tab10
+    "axes.facecolor": "white",
+    "figure.facecolor": "white",
+    "axes.grid": False,
+}
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def styled(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with plt.rc_context(STYLE):
+            return fn(*args, **kwargs)
+
+    return cast(F, wrapper)
+
+
 def png(fig: plt.Figure) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
@@ -62,6 +83,7 @@ def table(df: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
     return df.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="–", border=0)
 
 
+@styled
 def fold_plan_figure(folds: Sequence[Fold], dates: np.ndarray) -> plt.Figure:
     """Gantt chart of train / validation / test segments per fold."""
     d = pd.to_datetime(np.asarray(dates))
@@ -82,6 +104,7 @@ def fold_plan_figure(folds: Sequence[Fold], dates: np.ndarray) -> plt.Figure:
     return fig
 
 
+@styled
 def _equity_plots(result: EvalResult) -> str:
     d = result.daily
     if d.empty:
@@ -101,6 +124,7 @@ def _equity_plots(result: EvalResult) -> str:
     return png(fig)
 
 
+@styled
 def _portfolio_compare_plot(result: EvalResult) -> str:
     d = result.daily[result.daily["portfolio"] != "benchmark"] if len(result.daily) else result.daily
     if d.empty:
@@ -115,6 +139,7 @@ def _portfolio_compare_plot(result: EvalResult) -> str:
     return png(fig)
 
 
+@styled
 def _ic_plots(result: EvalResult) -> str:
     if result.ic_daily.empty:
         return '<p class="note">no ranking scores</p>'
@@ -134,6 +159,7 @@ def _ic_plots(result: EvalResult) -> str:
     return png(fig)
 
 
+@styled
 def _calibration_plot(result: EvalResult) -> str:
     c = result.calibration
     if c.empty:
