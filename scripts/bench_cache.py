@@ -57,6 +57,11 @@ def main() -> None:
     args = ap.parse_args()
 
     store = ParquetStore(args.cache)
+    if not store.symbols() and not (Path(args.shared) / "prices.parquet").exists():
+        print(
+            f"bench_cache: skipped (cache {store.root} is empty and {args.shared}/prices.parquet is absent)"
+        )
+        return
     if not store.symbols():
         from deepq.tasks.data import run
 

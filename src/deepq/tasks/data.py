@@ -5,7 +5,7 @@
     deepq data update                                   new sessions of every cached symbol
     deepq data quality [--json quality.json]            per-symbol checks; table + JSON
     deepq data sql "select symbol, count(*) from prices group by 1"
-    deepq data manifest | health
+    deepq data manifest                                 the manifest, verified against the files (health: printed by download/update)
 
 Configuration is Hydra's: the cache is `conf/data/cache.yaml` (root: $DEEPQ_CACHE or ./cache/market), the
 source chain and cleaning policy `conf/sources/default.yaml`. Extra `key=value` arguments are Hydra overrides,
@@ -275,8 +275,9 @@ def cmd_quality(args: argparse.Namespace, cfg: DictConfig) -> int:
     console.print(shown)
     out = Path(args.json or Path(store.root) / "quality.json")
     write_json_atomic({"summary": summary, "symbols": table.to_dict("records")}, out)
+    label = "missing data as given (not cleaned)" if args.path else "missing data after cleaning"
     console.print(
-        f"missing data after cleaning: [bold]{summary.get('missing_pct', float('nan')):.4f} %[/] of "
+        f"{label}: [bold]{summary.get('missing_pct', float('nan')):.4f} %[/] of "
         f"{summary.get('span_sessions', 0):,} symbol-sessions (filled {summary.get('filled_pct', 0):.4f} %); "
         f"JSON in {out}"
     )
