@@ -6,15 +6,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from deepq.data import calendar
 from deepq.data.calendar import GapPolicy, align_symbol, check_sessions, sessions
 from deepq.data.panel import DataError
 
 
-def test_xnys_matches_the_recorded_sessions(shared_data, tmp_path):
+def test_xnys_matches_the_recorded_sessions(shared_data, tmp_path, monkeypatch):
     ours = sessions("XNYS", "1990-01-01", "2024-06-28", memo_dir=tmp_path)
     ref = pd.read_parquet(shared_data / "nyse_sessions.parquet")["date"].to_numpy().astype("datetime64[D]")
     np.testing.assert_array_equal(ours, ref[ref >= np.datetime64("1990-01-01")])
     assert (tmp_path / "sessions_XNYS.parquet").exists()  # memoised on disk
+
+    def no_rebuild(*a, **k):
+        raise AssertionError("the on-disk memo should have answered")
+
+    monkeypatch.setattr("exchange_calendars.get_calendar", no_rebuild)
+    monkeypatch.setattr(calendar, "_MEMO", {})
     again = sessions("XNYS", "2000-01-01", "2010-12-31", memo_dir=tmp_path)
     assert again[0] == np.datetime64("2000-01-03") and np.datetime64("2001-09-11") not in again
 

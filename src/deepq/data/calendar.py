@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from deepq.data.panel import DataError
 
@@ -38,8 +40,12 @@ def sessions(
         return _MEMO[key]
     path = Path(memo_dir) / f"sessions_{name}.parquet" if memo_dir else None
     if path is not None and path.exists():
-        cached = pd.read_parquet(path)["date"].to_numpy().astype("datetime64[D]")
-        if len(cached) and cached[0] <= np.datetime64(start_s) and cached[-1] >= np.datetime64(end_s):
+        table = pq.read_table(path)
+        meta = table.schema.metadata or {}
+        since = meta.get(b"deepq.since", b"9999-12-31").decode()
+        until = meta.get(b"deepq.until", b"0000-01-01").decode()
+        if since <= start_s and until >= end_s:  # the memo covers the request (ends may be holidays)
+            cached = table["date"].to_numpy().astype("datetime64[D]")
             out = cached[(cached >= np.datetime64(start_s)) & (cached <= np.datetime64(end_s))]
             _MEMO[key] = out
             return out
@@ -48,9 +54,13 @@ def sessions(
     cal = xcals.get_calendar(name, start=start_s, end=end_s)
     out = np.asarray(cal.sessions.values, dtype="datetime64[D]")
     if path is not None:
-        from deepq.utils.io import write_parquet_atomic
+        from deepq.utils.io import write_atomic
 
-        write_parquet_atomic(pd.DataFrame({"date": out}), path, index=False)
+        table = pa.table({"date": pa.array(out, type=pa.date32())})
+        table = table.replace_schema_metadata(
+            {b"deepq.since": start_s.encode(), b"deepq.until": end_s.encode()}
+        )
+        write_atomic(path, lambda tmp: pq.write_table(table, tmp))
     _MEMO[key] = out
     return out
 
