@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev,peers]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,peers,cluster]'
 	@touch $(STAMP)
 
 run: venv

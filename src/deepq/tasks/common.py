@@ -62,7 +62,7 @@ def build_model(cfg: DictConfig) -> FoldModel:
         trainer=instantiate(cfg.trainer),
         datamodule=instantiate(cfg.datamodule),
         callbacks=callbacks,
-        logger=instantiate(cfg.logger) if cfg.get("logger") else None,
+        logger=instantiate(cfg.logger.fold) if cfg.get("logger") and cfg.logger.get("fold") else None,
         run_name=cfg.name,
         seed=int(cfg.seed),
         module_kwargs=dict(cfg.model.get("module") or {}),

@@ -102,6 +102,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model: FoldModel = build_model(cfg)
     baselines = [Naive(name) for name in cfg.baselines]
 
+    pruner = instantiate(cfg.pruner, run_dir=str(out)) if cfg.get("pruner") else None
+    pruned = False
     frames: list[pd.DataFrame] = []
     for fold in folds:
         seed_everything(cfg.seed + fold.index)
@@ -114,6 +116,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
         console.print(
             f"fold {fold.index}: train {d['train']}  test {d['test']}  scored {len(index):,} stock-days"
         )
+        fold_val = getattr(model, "best_val_loss", {}).get(fold.index, float("nan"))
+        if pruner is not None and pruner.report(fold.index, fold_val):
+            console.print(
+                f"[yellow]pruned after fold {fold.index}[/]: validation loss worse than the sweep's median"
+            )
+            pruned, folds = True, folds[: fold.index + 1]
+            break
 
     oof = pd.concat(frames, ignore_index=True)
     per_fold = metrics_table(oof, ("fold", "model"))
@@ -172,6 +181,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "packages": package_versions(),
         "seconds": round(time.time() - started, 1),
         "verdict": text,
+        "pruned": pruned,
     }
     write_json_atomic(
         {
@@ -184,6 +194,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         },
         out / "metrics.json",
     )
+    if cfg.get("logger") and cfg.logger.get("run"):  # W&B / MLflow record of the whole run
+        tracked = OmegaConf.to_container(cfg, resolve=True)
+        assert isinstance(tracked, dict)
+        tracked.pop("hydra", None)
+        instantiate(cfg.logger.run).log_run(tracked, meta, result, per_fold, out)
     if cfg.export and callable(exportable) and cfg.get("registry") and cfg.registry.enabled:
         version = Registry(cfg.registry.root).register_run(out, name=cfg.name)  # a new candidate
         console.print(f"registered {version.ref} ({version.stage}) in {cfg.registry.root}")
