@@ -102,7 +102,9 @@ def test_lags_longer_than_the_panel_are_undefined_not_an_error(sample_panel):
     import dataclasses
 
     short = dataclasses.replace(
-        sample_panel, dates=sample_panel.dates[:100], fields={k: v[:100] for k, v in sample_panel.fields.items()}
+        sample_panel,
+        dates=sample_panel.dates[:100],
+        fields={k: v[:100] for k, v in sample_panel.fields.items()},
     )
     values = compute_features(short, [registry()["ret_252"], registry()["mom_12_1"]])
     assert values.shape[0] == 100 and np.isnan(values).all()
