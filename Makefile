@@ -27,8 +27,9 @@ $(STAMP): pyproject.toml constraints.txt
 run: venv
 	$(BIN)/deepq train $(ARGS)
 
+# two workers for the two cores: the suite is mostly single-threaded CPU work
 test: venv
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n 2 $(ARGS)
 
 test-all: venv
 	$(BIN)/python -m pytest -m "" $(ARGS)
