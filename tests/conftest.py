@@ -32,14 +32,21 @@ SHARED = ROOT.parent / "shared" / "data"
 @pytest.fixture(scope="session")
 def sample_panel() -> Panel:
     """A slice of the shipped real sample: 10 symbols (incl. SPY), 2015-2019."""
-    symbols = ["AAPL", "JPM", "XOM", "JNJ", "WMT", "GE", "NEE", "AMT", "FCX", "NFLX", "SPY"]
+    return sample_slice(SLICE_SYMBOLS)
+
+
+SLICE_SYMBOLS = ["AAPL", "JPM", "XOM", "JNJ", "WMT", "GE", "NEE", "AMT", "FCX", "NFLX", "SPY"]
+
+
+def sample_slice(symbols: list[str], start: str = "2015-01-01", end: str = "2019-12-31") -> Panel:
+    """The shipped sample, cut to `symbols` over [start, end]."""
     return load_panel(
         SAMPLE / "prices.parquet",
         SAMPLE / "sectors.parquet",
         SAMPLE / "nyse_sessions.parquet",
         symbols=symbols,
-        start="2015-01-01",
-        end="2019-12-31",
+        start=start,
+        end=end,
     )
 
 

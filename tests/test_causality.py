@@ -11,11 +11,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from deepq.data.panel import Panel, load_panel
+from deepq.data.panel import Panel
 from deepq.dataset.labels import label_span, make_labels
 from deepq.dataset.normalize import fit_normalizer
 from deepq.features.registry import compute_features, registry
-from tests.conftest import SAMPLE
+from tests.conftest import SLICE_SYMBOLS, sample_slice
 
 
 def perturb_after(panel: Panel, t: int, rng: np.random.Generator) -> Panel:
@@ -36,16 +36,7 @@ def perturb_after(panel: Panel, t: int, rng: np.random.Generator) -> Panel:
 def feature_panel() -> Panel:
     """The 10-stock + SPY sample slice plus the sector ETFs of eight of its stocks, so the sector-relative
     features are exercised (XLRE and XLC start late: AMT and NFLX exercise the documented SPY fallback)."""
-    symbols = ["AAPL", "JPM", "XOM", "JNJ", "WMT", "GE", "NEE", "AMT", "FCX", "NFLX", "SPY"]
-    symbols += ["XLK", "XLF", "XLE", "XLV", "XLP", "XLI", "XLU", "XLB"]
-    return load_panel(
-        SAMPLE / "prices.parquet",
-        SAMPLE / "sectors.parquet",
-        SAMPLE / "nyse_sessions.parquet",
-        symbols=symbols,
-        start="2015-01-01",
-        end="2019-12-31",
-    )
+    return sample_slice([*SLICE_SYMBOLS, "XLK", "XLF", "XLE", "XLV", "XLP", "XLI", "XLU", "XLB"])
 
 
 @pytest.fixture(scope="module")
