@@ -119,14 +119,19 @@ def run_ours(args) -> dict:
         torch.cuda.synchronize()
     draw = time.perf_counter() - t0
     mem.__exit__()
+    return result(build, draw, n, mem.above_mb, x.nbytes / 2**20, len(loader.dataset))
+
+
+def result(build_s: float, draw_s: float, n: int, above_mb: float, input_mb: float, windows: int) -> dict:
+    """One side's figures, in the same shape for ours and the peer."""
     return {
-        "build_s": build,
-        "draw_s": draw,
-        "ms_per_sample": 1000 * draw / n,
-        "peak_above_input_mb": mem.above_mb,
+        "build_s": build_s,
+        "draw_s": draw_s,
+        "ms_per_sample": 1000 * draw_s / n,
+        "peak_above_input_mb": above_mb,
         "peak_process_mb": peak_mb(),
-        "input_mb": x.nbytes / 2**20,
-        "windows": len(loader.dataset),
+        "input_mb": input_mb,
+        "windows": windows,
     }
 
 
@@ -162,15 +167,7 @@ def run_pf(args) -> dict:
             break
     draw = time.perf_counter() - t0
     mem.__exit__()
-    return {
-        "build_s": build,
-        "draw_s": draw,
-        "ms_per_sample": 1000 * draw / n,
-        "peak_above_input_mb": mem.above_mb,
-        "peak_process_mb": peak_mb(),
-        "input_mb": input_mb,
-        "windows": len(ds),
-    }
+    return result(build, draw, n, mem.above_mb, input_mb, len(ds))
 
 
 def main() -> None:
