@@ -17,6 +17,8 @@ PLUGINS = [
     "xgboost",
     "catboost",
     "lightgbm_quantile",
+    "regime_lightgbm",
+    "tail_risk",
     "arima",
     "ets",
     "mstl",
@@ -25,6 +27,7 @@ PLUGINS = [
     "ewma",
     "stack",
     "deepar_gluonts",
+    "tft_pf",
 ]
 
 
