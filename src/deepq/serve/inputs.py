@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from deepq.data.panel import Panel
 from deepq.data.universe import liquidity_mask, membership_mask
 from deepq.dataset.context import direction_from_score, sample_mask
+from deepq.dataset.covariates import CALENDAR_CHANNELS, calendar_features, extend_sessions
 from deepq.dataset.normalize import Normalizer, cross_sectional_rank
 from deepq.features.cache import cached_compute_features
 
@@ -109,17 +110,35 @@ def _load_panel_features(
     )
 
 
+SERVABLE_INPUTS = ("x", "static", "known")  # the datamodule's batch fields the server can rebuild
+
+
 @dataclass(frozen=True)
 class Inputs:
-    x: torch.Tensor  # [B, L, F] normalised windows of the usable rows
+    tensors: tuple[
+        torch.Tensor, ...
+    ]  # the model's inputs in `net.inputs` order; [0] is x [B, L, F] normalised
     keys: list[str]  # one per requested row (symbols, or instance ids)
     usable: np.ndarray  # bool [len(keys)]: which requested rows have a window (x has sum(usable) rows)
     reasons: dict[str, str]  # key -> why it has no prediction
     as_of: str | None = None
 
+    @property
+    def x(self) -> torch.Tensor:
+        return self.tensors[0]
+
+    def rows(self, start: int, stop: int) -> tuple[torch.Tensor, ...]:
+        return tuple(t[start:stop] for t in self.tensors)
+
 
 class InputBuilder:
-    """Windows for (symbols, as-of date) from the panel, or from a raw feature payload."""
+    """Model inputs for (symbols, as-of date) from the panel, or from a raw feature payload.
+
+    Besides the feature window x, a network may read (its `inputs`, recorded in model.json) the static ids
+    [symbol, sector] and the calendar `known` of the window's sessions plus the `future_days` after it; both
+    are rebuilt as the datamodule's WindowGather builds them (deepq.dataset.covariates), with the symbol and
+    sector ids of the training run from model.json.
+    """
 
     def __init__(self, source: PanelFeatures, meta: Mapping[str, Any]):
         self.source, self.meta = source, meta
@@ -129,35 +148,112 @@ class InputBuilder:
             raise InputError(
                 f"the config's features {list(source.feature_names)} differ from model.json's {list(self.feature_names)}"
             )
+        self.input_names = tuple(meta.get("inputs") or ("x",))
+        if self.input_names[0] != "x" or not set(self.input_names) <= set(SERVABLE_INPUTS):
+            raise InputError(
+                f"model.json inputs {list(self.input_names)}: the server builds {list(SERVABLE_INPUTS)} with x first"
+            )
         self.normalizer = normalizer_from_meta(meta)
         self.center = torch.as_tensor(self.normalizer.center, dtype=torch.float32)
         self.scale = torch.as_tensor(self.normalizer.scale, dtype=torch.float32)
         self.offsets = torch.arange(-self.lookback + 1, 1)
-        self._symbol_col = {s: j for j, s in enumerate(source.panel.symbols)}
+        self._features_np = source.features.numpy()  # a view, for the one-row path
+        self._center_np = self.normalizer.center.astype(np.float32)
+        self._scale_np = self.normalizer.scale.astype(np.float32)
+        panel = source.panel
+        self._symbol_col = {s: j for j, s in enumerate(panel.symbols)}
+        self._date_rows: dict[
+            str, int
+        ] = {}  # as_of text -> panel row: parsing a date costs more than a forward
+        self.servable = source.window_ok  # [T, N] bool: cells this model can answer
+        if "static" in self.input_names:
+            self._static_of_col = self._static_ids(meta, panel.symbols)  # [N, 2], -1 = not in training
+            self.servable = self.servable & (self._static_of_col[:, 0] >= 0)[None, :]
+        if "known" in self.input_names:
+            channels = tuple(meta.get("calendar_channels") or CALENDAR_CHANNELS)
+            if channels != CALENDAR_CHANNELS:
+                raise InputError(
+                    f"model.json calendar_channels {list(channels)} != {list(CALENDAR_CHANNELS)}"
+                )
+            future = int(meta["future_days"])
+            self._calendar = torch.from_numpy(calendar_features(extend_sessions(panel.dates, future)))
+            self._known_offsets = torch.arange(-self.lookback + 1, future + 1)
+
+    @staticmethod
+    def _static_ids(meta: Mapping[str, Any], symbols: tuple[str, ...] | list[str]) -> np.ndarray:
+        """Per panel column, the embedding ids the model was trained with (its symbol's index in the training
+        panel, its sector id); -1 for symbols the training run did not have (no embedding to look up)."""
+        trained = list(meta.get("symbols") or [])
+        sector_of = list(meta.get("sector_of_symbol") or [])
+        if not trained or len(sector_of) != len(trained):
+            raise InputError("model.json lacks `symbols` / `sector_of_symbol`: cannot rebuild static ids")
+        index = {s: i for i, s in enumerate(trained)}
+        out = np.full((len(symbols), 2), -1, dtype=np.int64)
+        for j, s in enumerate(symbols):
+            if s in index:
+                out[j] = (index[s], sector_of[index[s]])
+        return out
+
+    def date_row(self, as_of: str) -> int:
+        t = self._date_rows.get(as_of)
+        if t is None:
+            try:
+                t = self.source.panel.date_index(as_of)
+            except (KeyError, ValueError) as e:
+                raise InputError(f"as_of {as_of!r}: {e}") from None
+            if len(self._date_rows) >= 4096:
+                self._date_rows.clear()
+            self._date_rows[as_of] = t
+        return t
 
     def for_symbols(self, symbols: list[str], as_of: str) -> Inputs:
         panel = self.source.panel
-        unknown = [s for s in symbols if s not in self._symbol_col]
-        if unknown:
-            raise InputError(f"unknown symbol(s) {unknown[:10]}: the panel has {len(panel.symbols)} symbols")
         try:
-            t = panel.date_index(as_of)
-        except (KeyError, ValueError) as e:
-            raise InputError(f"as_of {as_of!r}: {e}") from None
-        cols = np.array([self._symbol_col[s] for s in symbols], dtype=np.int64)
-        usable = self.source.window_ok[t, cols]
-        reasons = {
-            s: f"no usable {self.lookback}-session window for {s} at {panel.dates[t]} (no bar that day, "
-            "too little history, or not in the traded universe)"
-            for s, ok in zip(symbols, usable, strict=True)
-            if not ok
-        }
+            cols = np.fromiter((self._symbol_col[s] for s in symbols), dtype=np.int64, count=len(symbols))
+        except KeyError:
+            unknown = [s for s in symbols if s not in self._symbol_col]
+            raise InputError(
+                f"unknown symbol(s) {unknown[:10]}: the panel has {len(panel.symbols)} symbols"
+            ) from None
+        t = self.date_row(as_of)
+        usable = self.servable[t, cols]
+        reasons = {}
+        if not usable.all():
+            reasons = {
+                s: f"no usable {self.lookback}-session window for {s} at {panel.dates[t]} (no bar that day, "
+                "too little history, not in the traded universe, or not in the model's training panel)"
+                for s, ok in zip(symbols, usable, strict=True)
+                if not ok
+            }
         sel = cols[usable]
-        x = self.windows(np.full(len(sel), t), sel)
-        return Inputs(x, list(symbols), usable, reasons, str(panel.dates[t]))
+        tensors = self.model_inputs(np.full(len(sel), t), sel)
+        return Inputs(tensors, list(symbols), usable, reasons, str(panel.dates[t]))
+
+    def model_inputs(self, t: np.ndarray, s: np.ndarray) -> tuple[torch.Tensor, ...]:
+        """Every model input (net.inputs order) for windows ending at date rows `t`, symbol columns `s`."""
+        out = []
+        for name in self.input_names:
+            if name == "x":
+                out.append(self.windows(t, s))
+            elif name == "static":
+                out.append(torch.from_numpy(self._static_of_col[s]))
+            else:  # known: the calendar of the window's sessions and the future_days after t
+                rows = torch.as_tensor(t, dtype=torch.long)[:, None] + self._known_offsets
+                out.append(self._calendar[rows])
+        return tuple(out)
 
     def windows(self, t: np.ndarray, s: np.ndarray) -> torch.Tensor:
         """Normalised windows [B, L, F] ending at date rows `t` for symbol columns `s` (usable cells only)."""
+        if len(s) == 1:  # the single-prediction latency path: a slice, normalised in numpy (same float32
+            t0 = int(
+                t[0]
+            )  # arithmetic as normalise(), a few microseconds instead of torch's per-op dispatch)
+            x = (
+                self._features_np[t0 - self.lookback + 1 : t0 + 1, int(s[0])] - self._center_np
+            ) / self._scale_np
+            np.clip(x, -self.normalizer.clip, self.normalizer.clip, out=x)
+            x[np.isnan(x)] = 0.0
+            return torch.from_numpy(x[None])
         rows = torch.as_tensor(t, dtype=torch.long)[:, None] + self.offsets  # [B, L], oldest first
         return self.normalise(self.source.features[rows, torch.as_tensor(s, dtype=torch.long)[:, None]])
 
@@ -165,13 +261,17 @@ class InputBuilder:
         """Raw (un-normalised) feature windows [B, lookback, F], NaN for undefined values."""
         if self.normalizer.method == "rank":
             raise InputError("this model ranks features across symbols per date: send symbols and as_of")
+        if self.input_names != ("x",):
+            raise InputError(
+                f"this model also reads {list(self.input_names[1:])} (symbol ids, calendar): send symbols and as_of"
+            )
         want = (self.lookback, len(self.feature_names))
         if windows.ndim != 3 or windows.shape[1:] != want:
             raise InputError(
                 f"features payload has shape {list(windows.shape)}, expected [batch, {want[0]}, {want[1]}]"
             )
         x = self.normalise(torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)))
-        return Inputs(x, keys, np.ones(len(keys), dtype=bool), {})
+        return Inputs((x,), keys, np.ones(len(keys), dtype=bool), {})
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """As WindowGather: (x - center) / scale, clipped, NaN (still warming up) -> 0, the training median."""

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +23,18 @@ import torch
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from deepq.export.registry import ModelVersion, Registry
-from deepq.serve.inputs import InputBuilder, Inputs, PanelFeatures, load_panel_features, postprocess
+from deepq.serve.inputs import (
+    InputBuilder,
+    InputError,
+    Inputs,
+    PanelFeatures,
+    load_panel_features,
+    postprocess,
+)
 from deepq.serve.routing import Router
+from deepq.serve.runtime import choose_runner
 
 log = logging.getLogger("deepq.serve")
-Runner = Callable[[torch.Tensor], np.ndarray]  # [B, L, F] float32 -> [B, K] outputs
 
 
 @dataclass(frozen=True)
@@ -46,24 +53,49 @@ class ServeSettings:
     )  # e.g. {"prices": "/backup/prices.parquet"}
     prediction_log: str | None = None  # JSON lines; None = the `deepq.predictions` logger only
     num_threads: int = 1
+    # auto: ONNX Runtime (converted from the TorchScript artifact) when it reproduces TorchScript's outputs on
+    # real windows within parity_atol, else TorchScript; or force one of them (serve/runtime.py)
+    runtime: str = "auto"
+    parity_atol: float = 1e-5
 
 
 class LoadedModel:
     def __init__(
-        self, version: ModelVersion, module: torch.jit.ScriptModule, meta: dict, builder: InputBuilder
+        self,
+        version: ModelVersion,
+        module: torch.jit.ScriptModule,
+        meta: dict,
+        builder: InputBuilder,
+        runtime: str = "torchscript",
+        parity_atol: float = 1e-5,
+        threads: int = 1,
     ):
         self.version, self.module, self.meta, self.builder = version, module, meta, builder
-        self.run: Runner = self._torchscript
-
-    def _torchscript(self, x: torch.Tensor) -> np.ndarray:
-        with torch.inference_mode():
-            return self.module(x).numpy()
+        self.runtime, self.run = choose_runner(
+            runtime, module, parity_examples(builder), builder.input_names, version.ref, threads, parity_atol
+        )
 
     def predict(self, inputs: Inputs, batch_size: int) -> dict[str, np.ndarray]:
-        if len(inputs.x) == 0:
+        n = len(inputs.x)
+        if n == 0:
             return {}
-        outs = [self.run(inputs.x[i : i + batch_size]) for i in range(0, len(inputs.x), batch_size)]
-        return postprocess(np.concatenate(outs), self.meta)
+        outs = [self.run(inputs.rows(i, i + batch_size)) for i in range(0, n, batch_size)]
+        return postprocess(outs[0] if len(outs) == 1 else np.concatenate(outs), self.meta)
+
+
+def parity_examples(builder: InputBuilder, n: int = 64) -> list[tuple[torch.Tensor, ...]]:
+    """Real model inputs from the served panel (its latest session with usable windows): batch 1 and up to
+    `n` rows, to check a runtime against TorchScript before serving with it."""
+    ok = builder.servable
+    dates = np.flatnonzero(ok.any(axis=1))
+    if len(dates) == 0:  # nothing servable: zeros of the right shapes still exercise the graph
+        t = np.full(2, builder.lookback - 1)
+        s = np.zeros(2, dtype=np.int64)
+    else:
+        cols = np.flatnonzero(ok[dates[-1]])[:n]
+        t, s = np.full(len(cols), dates[-1]), cols
+    full = builder.model_inputs(t, s)
+    return [tuple(x[:1] for x in full), full]
 
 
 class Metrics:
@@ -105,6 +137,9 @@ class PredictionLog:
     def write(
         self, request_id: str, ref: str, role: str, inputs: Inputs, result: Mapping[str, np.ndarray]
     ) -> None:
+        to_logger = self._logger.isEnabledFor(logging.INFO)
+        if not (to_logger or self.path):  # nobody reads it: skip the encoding
+            return
         ts = time.time()
         keys = [k for k, ok in zip(inputs.keys, inputs.usable, strict=True) if ok]
         pred = result.get("pred", np.empty(0))
@@ -122,7 +157,7 @@ class PredictionLog:
             )
             for k, p in zip(keys, pred, strict=True)
         ]
-        if self._logger.isEnabledFor(logging.INFO):
+        if to_logger:
             for line in lines:
                 self._logger.info(line)
         if self.path and lines:
@@ -145,17 +180,19 @@ class PredictionService:
             mv = self.registry.resolve(None if ref == "default" else ref)
             if mv.ref not in self.models:
                 module, meta = self.registry.load(mv)  # verifies every artifact's sha256
-                if len(meta.get("input_names") or ["x"]) != 1:
-                    raise ValueError(
-                        f"{mv.ref} takes inputs {meta['input_names']}; the server builds only the feature window `x`"
-                    )
                 config = (mv.path / "config.yaml").read_text()
                 lookback = int(meta["lookback"])
                 rank = (meta.get("normalizer") or {}).get("method") == "rank"
                 key = (config + json.dumps(dict(settings.data_overrides), sort_keys=True), lookback, rank)
                 if key not in sources:
                     sources[key] = load_panel_features(config, lookback, rank, settings.data_overrides)
-                self.models[mv.ref] = LoadedModel(mv, module, meta, InputBuilder(sources[key], meta))
+                try:
+                    builder = InputBuilder(sources[key], meta)
+                except InputError as e:
+                    raise ValueError(f"{mv.ref}: {e}") from None
+                self.models[mv.ref] = LoadedModel(
+                    mv, module, meta, builder, settings.runtime, settings.parity_atol, settings.num_threads
+                )
             self.models[ref] = self.models[mv.ref]
         self.router = Router.from_weights(
             {self.models[r].version.ref: w for r, w in settings.routes.items()},
@@ -180,7 +217,7 @@ class PredictionService:
         model = self.model_for(request_key, pinned)
         inputs = inputs_for(model.builder)
         result = model.predict(inputs, self.settings.batch_size)
-        request_id = uuid.uuid4().hex
+        request_id = os.urandom(16).hex()  # as uuid4().hex, without building a UUID
         ref = model.version.ref
         self.log.write(request_id, ref, "primary", inputs, result)
         self.metrics.predictions.labels(ref, "primary").inc(int(inputs.usable.sum()))
@@ -223,6 +260,8 @@ class PredictionService:
                     "weight": weights.get(m.version.ref, 0.0),
                     "role": role,
                     "features": list(m.meta["features"]),
+                    "inputs": list(m.builder.input_names),
+                    "runtime": m.runtime,
                 }
             )
         return out
