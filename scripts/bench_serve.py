@@ -3,19 +3,22 @@
     python scripts/bench_serve.py                       # the registry's default version (trains a tiny one if none)
     python scripts/bench_serve.py --registry registry --single 2000 --batched 300
 
-1. Inference paths, in process, same inputs: TorchScript (what `deepq serve` runs), torch.export (.pt2) and
-   ONNX Runtime. Rows/s and per-call p50/p99 at batch 1 and batch 256, and the largest difference from
+1. Inference paths, in process, same inputs: TorchScript (the registered artifact), torch.export (.pt2) and
+   ONNX Runtime (what `deepq serve` runs with runtime=auto, after checking it against TorchScript). Rows/s and per-call p50/p99 at batch 1 and batch 256, and the largest difference from
    TorchScript's outputs.
 2. HTTP: starts `deepq serve` in a subprocess on a free 127.0.0.1 port (loopback only), sends a fixed
    number of requests with a keep-alive client, one at a time: single-symbol requests, then all-symbol
    batches (symbols + as_of), then raw-window batches (`instances`); then gRPC single requests.
    Reports p50/p99 latency, requests/s and predictions/s, and counts 5xx (must be zero). Stops by itself.
+   The peer, measured in the same run with the same client: a bare FastAPI endpoint (one POST validating a
+   two-field body and returning a constant) under the same uvicorn settings, the floor any REST API pays.
 Targets (issue 8): p99 < 5 ms for a single prediction on CPU, >= 5,000 predictions/s batched.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import socket
 import subprocess
@@ -81,58 +84,63 @@ class _OneInput(torch.nn.Module):
         return self.model(x)
 
 
+def served_inputs(registry: str, batch: int) -> tuple[torch.Tensor, ...]:
+    """Real model inputs (every input the network reads) for `batch` rows of the panel's latest session."""
+    from deepq.export.registry import Registry
+    from deepq.serve.inputs import InputBuilder, load_panel_features
+
+    reg = Registry(registry)
+    mv = reg.resolve()
+    meta = mv.meta
+    rank = (meta.get("normalizer") or {}).get("method") == "rank"
+    src = load_panel_features((mv.path / "config.yaml").read_text(), int(meta["lookback"]), rank)
+    builder = InputBuilder(src, meta)
+    t = int(np.flatnonzero(builder.servable.any(axis=1))[-1])
+    cols = np.resize(np.flatnonzero(builder.servable[t]), batch)
+    return builder.model_inputs(np.full(batch, t), cols)
+
+
 def bench_paths(registry: str, calls: int) -> None:
     from deepq.export.registry import Registry
+    from deepq.serve.runtime import onnx_runner
 
     reg = Registry(registry)
     mv = reg.resolve()
     ts, meta = reg.load(mv)
-    L, F = int(meta["lookback"]), len(meta["features"])
-    runners: dict[str, object] = {"torchscript": ts}
+    names = list(meta.get("inputs") or ["x"])
+    runners: dict[str, object] = {"torchscript": lambda xs: ts(*xs)}
     tmp = Path(tempfile.mkdtemp(prefix="bench-export-"))
+    example = served_inputs(registry, 8)
     try:
         eager = rebuild_module(ts, mv)
-        example = torch.randn(8, L, F)
-        try:  # the project's exporters when present and working on this model
-            from deepq.export.program import export_onnx, export_program, load_onnx, load_program
+        if names != ["x"]:
+            raise ValueError(f"the benchmark rebuilds single-input networks only (this one reads {names})")
+        from deepq.export.program import export_onnx, export_program, load_onnx, load_program
 
-            runners["torch.export"] = load_program(
-                export_program(eager, example, tmp / "m.pt2", {}), verify=False
-            )[0]
-            runners["onnxruntime"] = load_onnx(
-                export_onnx(eager, example, tmp / "m.onnx", {}, dynamo=False), verify=False
-            )[0]
-        except Exception as e:  # noqa: BLE001 - no working exporters in deepq.export yet: export here
-            print(f"deepq.export.program unavailable ({type(e).__name__}); exporting in the benchmark")
-            import onnxruntime as ort
-
-            prog = torch.export.export(
-                eager, (example,), dynamic_shapes=({0: torch.export.Dim("b", min=1, max=65536)},)
-            )
-            runners["torch.export"] = prog.module()
-            torch.onnx.export(eager, (example,), str(tmp / "m.onnx"), dynamo=False, input_names=["x"],
-                              output_names=["out"], dynamic_axes={"x": {0: "b"}, "out": {0: "b"}}, opset_version=17)  # fmt: skip
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = 1
-            sess = ort.InferenceSession(str(tmp / "m.onnx"), opts, providers=["CPUExecutionProvider"])
-            runners["onnxruntime"] = lambda x: torch.from_numpy(sess.run(None, {"x": x.numpy()})[0])
-    except Exception as e:  # noqa: BLE001 - report and carry on with TorchScript alone
-        print(f"torch.export / ONNX paths unavailable: {type(e).__name__}: {e}")
-    print(f"\n== inference paths ({mv.ref}, input [batch, {L}, {F}], 1 thread)")
+        prog = load_program(export_program(eager, example[0], tmp / "m.pt2", {}), verify=False)[0]
+        onnx = load_onnx(export_onnx(eager, example[0], tmp / "m.onnx", {}, dynamo=False), verify=False)[0]
+        runners["torch.export"] = lambda xs: prog(*xs)
+        runners["onnxruntime"] = lambda xs: onnx(*xs)
+    except Exception as e:  # noqa: BLE001 - report and carry on with the other paths
+        print(f"torch.export / exported-ONNX paths unavailable: {type(e).__name__}: {e}")
+    served = onnx_runner(ts, example, names, threads=1)  # what `deepq serve` runs (runtime=auto)
+    runners["ort: serve"] = lambda xs: torch.from_numpy(served(xs))
+    shapes = ", ".join(f"{n} {list(t.shape[1:])}" for n, t in zip(names, example, strict=True))
+    print(f"\n== inference paths ({mv.ref}, inputs {shapes} per row, real windows, 1 thread)")
     print(f"{'path':<14}{'batch':>6}{'p50 ms':>9}{'p99 ms':>9}{'rows/s':>11}{'max |diff|':>12}")
     for batch in (1, 256):
-        x = torch.randn(batch, L, F)
+        xs = served_inputs(registry, batch)
         with torch.inference_mode():
-            ref = ts(x)
+            ref = ts(*xs)
             base = None
             for name, run in runners.items():
                 for _ in range(10):
-                    run(x)  # type: ignore[operator]
+                    run(xs)  # type: ignore[operator]
                 times = []
                 n = calls if batch == 1 else max(calls // 10, 20)
                 for _ in range(n):
                     t = time.perf_counter()
-                    out = run(x)  # type: ignore[operator]
+                    out = run(xs)  # type: ignore[operator]
                     times.append(time.perf_counter() - t)
                 p50, p99 = pct(times)
                 rate = batch / float(np.mean(times))
@@ -155,7 +163,76 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def bench_http(registry: str, n_single: int, n_batched: int, instances: int) -> int:
+BARE_APP = """
+import sys, datetime, uvicorn
+from fastapi import FastAPI
+from pydantic import BaseModel
+class Body(BaseModel):
+    symbols: list[str]
+    as_of: datetime.date
+app = FastAPI()
+@app.post("/v1/predict")
+async def predict(body: Body) -> dict:
+    return {"ok": True}
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False,
+            proxy_headers=False, server_header=False)
+"""
+
+
+def bench_bare(client_for, n: int, symbols: list[str], as_of: str) -> None:  # type: ignore[no-untyped-def]
+    """The peer: a bare FastAPI endpoint, same client, same uvicorn settings (http/loop: auto)."""
+    port = free_port()
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    server = subprocess.Popen([sys.executable, "-c", BARE_APP, str(port)], env=env, cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        with client_for(port) as client:
+            wait_ready(client, server, "/docs", "bare FastAPI app")
+            run_scenario(client, server.pid, "bare FastAPI endpoint", n,
+                         lambda i: {"symbols": [symbols[i % len(symbols)]], "as_of": as_of}, 1)  # fmt: skip
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def wait_ready(client, server: subprocess.Popen, path: str, what: str) -> None:  # type: ignore[no-untyped-def]
+    import httpx
+
+    deadline = time.time() + 180
+    while True:
+        try:
+            if client.get(path).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.time() > deadline or server.poll() is not None:
+            raise SystemExit(f"{what} did not become ready")
+        time.sleep(0.5)
+
+
+def run_scenario(client, pid: int, name: str, n: int, body_for, rows: int) -> int:  # type: ignore[no-untyped-def]
+    """n sequential POSTs after 20 warm-up ones; prints one table row; returns the count of 5xx."""
+    for i in range(min(20, n)):
+        client.post("/v1/predict", json=body_for(i))
+    times, bad = [], 0
+    cpu0 = cpu_seconds(pid)
+    t0 = time.perf_counter()
+    for i in range(n):
+        t = time.perf_counter()
+        r = client.post("/v1/predict", json=body_for(i))
+        times.append(time.perf_counter() - t)
+        bad += r.status_code >= 500
+        if r.status_code != 200 and i == 0:
+            print(f"  {name}: HTTP {r.status_code} {r.text[:200]}")
+    wall = time.perf_counter() - t0
+    cpu_ms = (cpu_seconds(pid) - cpu0) / n * 1000
+    p50, p99 = pct(times)
+    print(f"{name:<26}{n:>9}{rows:>9}{p50:>9.2f}{p99:>9.2f}{n / wall:>9.0f}{n * rows / wall:>10,.0f}{bad:>5}"
+          f"{cpu_ms:>10.2f}{1000 / max(cpu_ms, 1e-9) * rows:>12,.0f}")  # fmt: skip
+    return bad
+
+
+def bench_http(registry: str, n_single: int, n_batched: int, instances: int, serve_args: list[str]) -> int:
     import httpx
 
     port, gport = free_port(), free_port()
@@ -163,31 +240,27 @@ def bench_http(registry: str, n_single: int, n_batched: int, instances: int) -> 
     log = open(tempfile.mkstemp(prefix="bench-serve-", suffix=".log")[1], "w")  # noqa: SIM115 - the server's log
     server = subprocess.Popen(
         [sys.executable, "-m", "deepq.cli", "serve", f"registry={registry}", "host=127.0.0.1", f"port={port}",
-         f"grpc_port={gport}", "max_body_bytes=16000000", "max_instances=100000", "prediction_log=null"],
+         f"grpc_port={gport}", "max_body_bytes=16000000", "max_instances=100000", "prediction_log=null",
+         *serve_args],
         env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     errors_5xx = 0
     try:
-        base = f"http://127.0.0.1:{port}"
         # TCP_NODELAY: without it small POSTs can wait on delayed ACKs, measuring the kernel, not the server
-        nodelay = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
-        with httpx.Client(base_url=base, headers={"X-API-Key": KEY}, timeout=30, transport=nodelay) as client:
-            deadline = time.time() + 180
-            while True:
-                try:
-                    if client.get("/ready").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.time() > deadline or server.poll() is not None:
-                    raise SystemExit(f"server did not become ready; log: {log.name}")
-                time.sleep(0.5)
+        def client_for(p: int) -> httpx.Client:
+            nodelay = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+            return httpx.Client(base_url=f"http://127.0.0.1:{p}", headers={"X-API-Key": KEY}, timeout=30,
+                                transport=nodelay)  # fmt: skip
+
+        with client_for(port) as client:
+            wait_ready(client, server, "/ready", f"deepq serve (log: {log.name})")
             info = client.get("/v1/models").json()["models"][0]
             L, F = int(info["lookback"]), len(info["features"])
-            models_symbols = _symbols_and_date(registry)
-            symbols, as_of = models_symbols
+            symbols, as_of = _symbols_and_date(registry)
+            parser = "httptools" if importlib.util.find_spec("httptools") else "h11"
             print(
-                f"\n== HTTP on 127.0.0.1 ({info['ref']}; {len(symbols)} symbols at {as_of}; sequential keep-alive client)"
+                f"\n== HTTP on 127.0.0.1 ({info['ref']}, runtime {info.get('runtime', 'torchscript')}, uvicorn "
+                f"{parser}; {len(symbols)} symbols at {as_of}; sequential keep-alive client)"
             )
             print(
                 f"{'scenario':<26}{'requests':>9}{'rows/req':>9}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}{'pred/s':>10}{'5xx':>5}{'srv cpu':>10}{'pred/cpu-s':>12}"
@@ -195,39 +268,17 @@ def bench_http(registry: str, n_single: int, n_batched: int, instances: int) -> 
             print(
                 "(srv cpu: server-process CPU ms per request; pred/cpu-s: predictions per second of server CPU)"
             )
-
-            def run(name: str, n: int, body_for, rows: int) -> None:  # type: ignore[no-untyped-def]
-                nonlocal errors_5xx
-                for i in range(min(20, n)):
-                    client.post("/v1/predict", json=body_for(i))
-                times, bad = [], 0
-                cpu0 = cpu_seconds(server.pid)
-                t0 = time.perf_counter()
-                for i in range(n):
-                    t = time.perf_counter()
-                    r = client.post("/v1/predict", json=body_for(i))
-                    times.append(time.perf_counter() - t)
-                    bad += r.status_code >= 500
-                    if r.status_code != 200 and i == 0:
-                        print(f"  {name}: HTTP {r.status_code} {r.text[:200]}")
-                wall = time.perf_counter() - t0
-                cpu_ms = (cpu_seconds(server.pid) - cpu0) / n * 1000
-                errors_5xx += bad
-                p50, p99 = pct(times)
-                print(f"{name:<26}{n:>9}{rows:>9}{p50:>9.2f}{p99:>9.2f}{n / wall:>9.0f}{n * rows / wall:>10,.0f}{bad:>5}"
-                      f"{cpu_ms:>10.2f}{1000 / max(cpu_ms, 1e-9) * rows:>12,.0f}")  # fmt: skip
-
-            run(
-                "single symbol",
-                n_single,
-                lambda i: {"symbols": [symbols[i % len(symbols)]], "as_of": as_of, "request_key": f"c{i}"},
-                1,
-            )
-            run("batch: all symbols", n_batched, lambda i: {"symbols": symbols, "as_of": as_of}, len(symbols))
+            errors_5xx += run_scenario(client, server.pid, "single symbol", n_single,
+                lambda i: {"symbols": [symbols[i % len(symbols)]], "as_of": as_of, "request_key": f"c{i}"}, 1)  # fmt: skip
+            errors_5xx += run_scenario(client, server.pid, "batch: all symbols", n_batched,
+                                       lambda i: {"symbols": symbols, "as_of": as_of}, len(symbols))  # fmt: skip
             rng = np.random.default_rng(0)
             windows = rng.normal(size=(instances, L, F)).round(4).tolist()
             payload = {"instances": [{"key": str(k), "window": w} for k, w in enumerate(windows)]}
-            run(f"batch: {instances} raw windows", max(n_batched // 5, 10), lambda i: payload, instances)
+            if info.get("inputs", ["x"]) == ["x"]:  # multi-input models take symbols + as_of only
+                errors_5xx += run_scenario(client, server.pid, f"batch: {instances} raw windows",
+                                           max(n_batched // 5, 10), lambda i: payload, instances)  # fmt: skip
+        bench_bare(client_for, n_single, symbols, as_of)
         errors_5xx += bench_grpc(gport, symbols, as_of, n_single, server.pid)
     finally:
         log.close()
@@ -288,11 +339,17 @@ def main() -> int:
     p.add_argument("--batched", type=int, default=300)
     p.add_argument("--instances", type=int, default=256)
     p.add_argument("--calls", type=int, default=2000, help="in-process calls per path at batch 1")
+    p.add_argument(
+        "--serve-arg",
+        action="append",
+        default=[],
+        help="extra `deepq serve` key=value, e.g. runtime=torchscript",
+    )
     args = p.parse_args()
     torch.set_num_threads(1)
     registry = ensure_registry(args.registry)
     bench_paths(registry, args.calls)
-    errors = bench_http(registry, args.single, args.batched, args.instances)
+    errors = bench_http(registry, args.single, args.batched, args.instances, args.serve_arg)
     print(f"\n5xx responses: {errors}")
     return 1 if errors else 0
 

@@ -18,6 +18,17 @@ OVERRIDES = [
     "model.hidden_size=8",
     "registry.enabled=true",  # train registers its export as a candidate (root set per session below)
 ]
+# a TFT (inputs x, static ids, known calendar) as small and short as still trains: the multi-input path
+TFT_OVERRIDES = [
+    "debug=fdr",
+    "model=tft",
+    "model.hidden_size=8",
+    "data.start=2014-01-01",
+    f"data.symbols={SYMBOLS}",
+    "datamodule.lookback=10",
+    "split.max_folds=1",
+    "registry.enabled=true",
+]
 _RUN: dict[str, Path] = {}
 
 
@@ -43,3 +54,15 @@ def registry_with_run(root: Path, run_dir: Path) -> Registry:
     reg = Registry(root)
     reg.register_run(run_dir)
     return reg
+
+
+def tft_run_dir(factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(run dir, the registry the run registered itself into) of the tiny TFT run, trained once per session."""
+    if "tft" not in _RUN:
+        from deepq.tasks.train import train
+        from tests.conftest import compose_cfg
+
+        out = factory.mktemp("serve_tft")
+        train(compose_cfg(out / "run", [*TFT_OVERRIDES, f"registry.root={out / 'registry'}"]))
+        _RUN["tft"], _RUN["tft_registry"] = out / "run", out / "registry"
+    return _RUN["tft"], _RUN["tft_registry"]

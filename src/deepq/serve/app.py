@@ -33,8 +33,8 @@ _JSON = (b"content-type", b"application/json")
 class FrontDoor:
     """Pure ASGI middleware: body size limit, latency and status metrics, and the predict fast lane."""
 
-    def __init__(self, app: Any, service: PredictionService):
-        self.app, self.service = app, service
+    def __init__(self, app: Any, service: PredictionService, fast_lane: bool = True):
+        self.app, self.service, self.fast_lane = app, service, fast_lane
         self.max_bytes = service.settings.max_body_bytes
         m = service.metrics
         # label children resolved once: labels() hashes its arguments on every call
@@ -63,7 +63,7 @@ class FrontDoor:
             elif not length.isdigit() or int(length) > self.max_bytes:
                 msg = f"request body exceeds the limit of {self.max_bytes} bytes"
                 status = await _respond(send, 413, error_body(msg))
-            elif path == "/v1/predict":
+            elif path == "/v1/predict" and self.fast_lane:
                 body = await _read_body(receive)
                 try:
                     status, out, job = answer_predict(self.service, api_key, body)
@@ -119,7 +119,8 @@ async def _respond(send: Any, status: int, body: bytes) -> int:
     return status
 
 
-def create_app(service: PredictionService) -> FastAPI:
+def create_app(service: PredictionService, fast_lane: bool = True) -> FastAPI:
+    """The app; `fast_lane=False` answers /v1/predict through FastAPI's route (same answers, more CPU)."""
     # async endpoints: inference is well under a millisecond of CPU, cheaper on the event loop than a thread hop
     app = FastAPI(
         title="deepq",
@@ -152,8 +153,8 @@ def create_app(service: PredictionService) -> FastAPI:
     async def models() -> dict[str, Any]:
         return {"models": service.describe(), "shadow": service.router.shadow}
 
-    # Served by FrontDoor's fast lane; this route documents the call (and answers it the same way if the
-    # app is ever mounted without FrontDoor).
+    # Served by FrontDoor's fast lane; this route documents the call, and answers it the same way without
+    # the fast lane.
     @app.post(
         "/v1/predict",
         response_model=PredictResponse,
@@ -178,5 +179,5 @@ def create_app(service: PredictionService) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    app.add_middleware(FrontDoor, service=service)
+    app.add_middleware(FrontDoor, service=service, fast_lane=fast_lane)
     return app
