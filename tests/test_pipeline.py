@@ -10,6 +10,7 @@ import sys
 import pandas as pd
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from deepq.export.torchscript import load_torchscript
 from deepq.tasks.train import train
@@ -94,3 +95,29 @@ def test_two_point_multirun_sweep(tmp_path):
     assert hidden == {"lstm_returns"}
     assert "hidden_size: 8" in (tmp_path / "0" / "config.yaml").read_text()
     assert "hidden_size: 16" in (tmp_path / "1" / "config.yaml").read_text()
+
+
+def test_risk_run_is_judged_against_volatility_baselines(tmp_path):
+    """A risk run's bars are the random walk of realised vol, EWMA and HAR, fitted on each fold's training
+    rows, and its verdict speaks of the log-vol R^2 and QLIKE, not of return direction."""
+    cfg = compose_cfg(tmp_path, ["debug=fdr", "task=risk", "split.max_folds=2"])
+    result = train(cfg)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert {r["model"] for r in metrics["by_model"]} == {"lstm", "rw_vol", "ewma_vol", "har"}
+    for name in ("rw_vol", "ewma_vol", "har"):
+        assert math.isfinite(result[f"{name}/r2_log_vol"]), name
+    # the random walk of realised vol explains some of next week's log vol on real data
+    assert result["rw_vol/r2_log_vol"] > 0.05
+    assert "r2_log_vol" in metrics["run"]["verdict"] and "dir_acc" not in metrics["run"]["verdict"]
+
+
+def test_baselines_follow_the_task_and_skip_the_model_itself(tmp_path):
+    from deepq.tasks.train import build_baselines
+
+    cfg = compose_cfg(tmp_path, ["debug=fdr"])
+    assert [b.name for b in build_baselines(cfg, "signal")] == ["majority"]
+    assert [b.name for b in build_baselines(cfg, "direction")] == ["always_up", "majority", "momentum_sign"]
+    cfg = compose_cfg(tmp_path, ["debug=fdr", "baselines.risk=[rw_vol]"])
+    assert [b.name for b in build_baselines(cfg, "risk")] == ["rw_vol"]
+    flat = OmegaConf.create({"baselines": ["always_up"]})  # a plain list applies to every task
+    assert [b.name for b in build_baselines(flat, "risk")] == ["always_up"]

@@ -19,15 +19,16 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from deepq.baselines.naive import Naive
+from deepq.baselines.naive import HistoricalMean, MajorityClass, Naive
+from deepq.baselines.volatility import HAR
 from deepq.dataset.context import FoldModel, PanelData, Predictions
 from deepq.dataset.folds import Fold
 from deepq.dataset.labels import label_span
 from deepq.evaluation.evaluate import evaluate_run, options_from_config
 from deepq.evaluation.metrics import metrics_table
 from deepq.evaluation.report import write_report
+from deepq.export.program import export_all
 from deepq.export.registry import Registry
-from deepq.export.torchscript import export_torchscript
 from deepq.tasks.common import build_model, build_panel_data
 from deepq.tasks.hydra_utils import CONFIG_DIR
 from deepq.utils.io import write_json_atomic, write_parquet_atomic
@@ -58,11 +59,30 @@ def oof_frame(data: PanelData, fold: Fold, model: str, index: np.ndarray, p: Pre
     return frame
 
 
-def verdict(summary: pd.DataFrame, model: str) -> str:
+# what a run's verdict compares, by task: (metric of the evaluation summary, higher is better)
+VERDICT_METRICS: dict[str, tuple[tuple[str, bool], ...]] = {
+    "returns": (("dir_acc", True), ("rank_ic", True), ("mse", False)),
+    "direction": (("dir_acc", True), ("rank_ic", True)),
+    "signal": (("signal_acc", True),),
+    "risk": (("r2_log_vol", True), ("qlike", False)),
+}
+NAMED_BASELINES: dict[str, type] = {"majority": MajorityClass, "historical_mean": HistoricalMean, "har": HAR}
+
+
+def build_baselines(cfg: DictConfig, task: str) -> list[FoldModel]:
+    """The configured naive bars for this task (`baselines.<task>`; a plain list applies to every task)."""
+    node = cfg.get("baselines") or []
+    names = list(node.get(task, [])) if isinstance(node, DictConfig) else list(node)
+    return [NAMED_BASELINES[n](name=n) if n in NAMED_BASELINES else Naive(n) for n in names]
+
+
+def verdict(summary: pd.DataFrame, model: str, task: str = "returns") -> str:
     m = summary.set_index("model")
     base = m.drop(index=model)
     parts = []
-    for metric, higher_is_better in (("dir_acc", True), ("rank_ic", True), ("mse", False)):
+    for metric, higher_is_better in VERDICT_METRICS.get(task, VERDICT_METRICS["returns"]):
+        if metric not in m.columns:
+            continue
         vals = base[metric].dropna()
         if vals.empty or pd.isna(m.loc[model, metric]):
             continue
@@ -100,7 +120,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         dates=data.panel.dates, purge_days=purge, min_history_days=cfg.universe.min_history_days
     )
     model: FoldModel = build_model(cfg)
-    baselines = [Naive(name) for name in cfg.baselines]
+    baselines = [b for b in build_baselines(cfg, data.task.name) if b.name != model.name]
 
     pruner = instantiate(cfg.pruner, run_dir=str(out)) if cfg.get("pruner") else None
     pruned = False
@@ -111,6 +131,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         index = data.split_index(fold, "test")
         frames.append(oof_frame(data, fold, model.name, index, model.predict(data, index)))
         for b in baselines:
+            b.fit(data, fold)
             frames.append(oof_frame(data, fold, b.name, index, b.predict(data, index)))
         d = fold.describe(data.panel.dates)
         console.print(
@@ -127,10 +148,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     oof = pd.concat(frames, ignore_index=True)
     per_fold = metrics_table(oof, ("fold", "model"))
     summary = metrics_table(oof, ("model",))
-    text = verdict(summary, model.name)
     eval_node = OmegaConf.to_container(cfg.evaluation, resolve=True) if cfg.get("evaluation") else None
     options = options_from_config(eval_node, int(cfg.get("n_trials") or 1), int(cfg.seed))  # type: ignore[arg-type]
     evaluation = evaluate_run(oof, data, options)
+    text = verdict(evaluation.summary, model.name, data.task.name)
     fold_plan = pd.DataFrame([f.describe(data.panel.dates) for f in folds])
     print_table(per_fold, "per fold: model vs baselines (out of sample)")
     print_table(summary, "all folds")
@@ -150,10 +171,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.export and callable(exportable):
         last = folds[-1]
         net, example, net_meta = exportable(data.split_index(last, "test"))
-        export_torchscript(
+        formats = list(
+            cfg.get("export_formats") or ()
+        )  # model.pt (TorchScript) always: the registry reads it
+        export_all(
             net,
             example,
-            out / "model.pt",
+            out / "model",
             net_meta
             | {
                 "name": cfg.name,
@@ -164,15 +188,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 "fold": last.index,
                 "train": fold_plan.iloc[-1]["train"],
             },
+            formats=["torchscript", *(f for f in formats if f != "torchscript")],
         )
 
     best_val = getattr(model, "best_val_loss", {})
     result: dict[str, float] = {
         "val_loss": float(np.nanmean(list(best_val.values()))) if best_val else float("nan")
     }
-    for row in summary.itertuples(index=False):
-        for metric in ("dir_acc", "rank_ic", "mse"):
-            result[f"{row.model}/{metric}"] = float(getattr(row, metric))
+    task_metrics = [m for m, _ in VERDICT_METRICS.get(data.task.name, ())]
+    for row in evaluation.summary.to_dict("records"):
+        for metric in dict.fromkeys(["dir_acc", "rank_ic", "mse", *task_metrics]):
+            if metric in row and row[metric] is not None:
+                result[f"{row['model']}/{metric}"] = float(row[metric])
     meta: dict[str, Any] = {
         "name": cfg.name,
         "model": model.name,

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The model zoo: every network x task experiment preset (conf/experiment/<model>_<task>.yaml) walked forward on
+# the full shared panel, one process per run, then one leaderboard (`deepq compare`). Sized by environment
+# variables so the same script runs on a GPU workstation and, smaller, on a CPU:
+#
+#   bash scripts/zoo.sh                                   # GPU, ../shared/data, tests 2020 -> 2024-06
+#   TRAINER=cpu THREADS=2 SAMPLES=20000 EPOCHS=2 bash scripts/zoo.sh
+#   MODELS="tft" TASKS="risk" bash scripts/zoo.sh
+#
+# A run that fails or passes PER_RUN seconds is reported and the next one starts; its log stays in OUTDIR.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+[ -x "$PY" ] || PY=python3
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+DATA_DIR=${DATA_DIR:-../shared/data}
+MODELS=${MODELS:-"lstm transformer tft deepar"}
+TASKS=${TASKS:-"returns direction signal risk"}
+TRAINER=${TRAINER:-gpu}
+PRECISION=${PRECISION:-32-true}        # fp32: bf16 and compile were slower for these small models on an H200
+THREADS=${THREADS:-8}
+START=${START:-2000-01-01}
+FIRST_TEST=${FIRST_TEST:-2020-01-01}   # 10 years train -> 1 year test, rolling yearly: 2020 .. 2024-06
+SAMPLES=${SAMPLES:-50000}              # training windows drawn per epoch
+EPOCHS=${EPOCHS:-5}
+PER_RUN=${PER_RUN:-300}
+OUTDIR=${OUTDIR:-outputs/zoo}
+mkdir -p "$OUTDIR"
+echo "== deepq zoo $(date -u +%FT%TZ) models: $MODELS tasks: $TASKS trainer: $TRAINER data: $DATA_DIR"
+for m in $MODELS; do
+  for t in $TASKS; do
+    run="$OUTDIR/${m}_${t}"
+    t0=$(date +%s)
+    timeout "$PER_RUN" "$PY" -m deepq.tasks.train "experiment=${m}_${t}" "trainer=$TRAINER" \
+      "data.prices=$DATA_DIR/prices.parquet" "data.sectors=$DATA_DIR/sectors.parquet" \
+      "data.constituents=$DATA_DIR/constituents.parquet" "data.sessions=$DATA_DIR/nyse_sessions.parquet" \
+      "data.start=$START" "split.first_test=$FIRST_TEST" "datamodule.max_train_samples=$SAMPLES" \
+      "trainer.max_epochs=$EPOCHS" "++trainer.precision=$PRECISION" "num_threads=$THREADS" \
+      registry.enabled=false "hydra.run.dir=$run" >"$run.log" 2>&1
+    rc=$?
+    printf '%-22s rc=%-3s %5ss  ' "${m}_${t}" "$rc" "$(($(date +%s) - t0))"
+    grep -E "beat" "$run.log" | tail -1 | cut -c1-150 || echo
+  done
+done
+"$PY" -m deepq.tasks.compare "$OUTDIR" --out "$OUTDIR" 2>&1 | tail -40
+echo "== done $(date -u +%FT%TZ)"
