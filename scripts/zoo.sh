@@ -27,20 +27,27 @@ PER_RUN=${PER_RUN:-300}
 OUTDIR=${OUTDIR:-outputs/zoo}
 mkdir -p "$OUTDIR"
 echo "== deepq zoo $(date -u +%FT%TZ) models: $MODELS tasks: $TASKS trainer: $TRAINER data: $DATA_DIR"
+one() {  # one model x task run; prints its exit status, seconds and verdict
+  local m=$1 t=$2 run="$OUTDIR/${1}_${2}" t0
+  t0=$(date +%s)
+  timeout "$PER_RUN" "$PY" -m deepq.tasks.train "experiment=${m}_${t}" "trainer=$TRAINER" \
+    "data.prices=$DATA_DIR/prices.parquet" "data.sectors=$DATA_DIR/sectors.parquet" \
+    "data.constituents=$DATA_DIR/constituents.parquet" "data.sessions=$DATA_DIR/nyse_sessions.parquet" \
+    "data.start=$START" "split.first_test=$FIRST_TEST" "datamodule.max_train_samples=$SAMPLES" \
+    "trainer.max_epochs=$EPOCHS" "++trainer.precision=$PRECISION" "num_threads=$THREADS" \
+    registry.enabled=false "hydra.run.dir=$run" >"$run.log" 2>&1
+  printf '%-22s rc=%-3s %5ss  %s\n' "${m}_${t}" "$?" "$(($(date +%s) - t0))" \
+    "$(grep -E "beat" "$run.log" | tail -2 | tr -d '\n' | cut -c1-160)"
+}
+# PARALLEL=1 runs each model's chain of tasks in its own process, side by side (a GPU and 16 cores hold
+# four small networks at once); the feature cache is written atomically, so concurrent first runs are safe.
 for m in $MODELS; do
-  for t in $TASKS; do
-    run="$OUTDIR/${m}_${t}"
-    t0=$(date +%s)
-    timeout "$PER_RUN" "$PY" -m deepq.tasks.train "experiment=${m}_${t}" "trainer=$TRAINER" \
-      "data.prices=$DATA_DIR/prices.parquet" "data.sectors=$DATA_DIR/sectors.parquet" \
-      "data.constituents=$DATA_DIR/constituents.parquet" "data.sessions=$DATA_DIR/nyse_sessions.parquet" \
-      "data.start=$START" "split.first_test=$FIRST_TEST" "datamodule.max_train_samples=$SAMPLES" \
-      "trainer.max_epochs=$EPOCHS" "++trainer.precision=$PRECISION" "num_threads=$THREADS" \
-      registry.enabled=false "hydra.run.dir=$run" >"$run.log" 2>&1
-    rc=$?
-    printf '%-22s rc=%-3s %5ss  ' "${m}_${t}" "$rc" "$(($(date +%s) - t0))"
-    grep -E "beat" "$run.log" | tail -1 | cut -c1-150 || echo
-  done
+  if [ "${PARALLEL:-0}" = 1 ]; then
+    (for t in $TASKS; do one "$m" "$t"; done) &
+  else
+    for t in $TASKS; do one "$m" "$t"; done
+  fi
 done
+wait
 "$PY" -m deepq.tasks.compare "$OUTDIR" --out "$OUTDIR" 2>&1 | tail -40
 echo "== done $(date -u +%FT%TZ)"
