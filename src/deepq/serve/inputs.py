@@ -244,16 +244,15 @@ class InputBuilder:
 
     def windows(self, t: np.ndarray, s: np.ndarray) -> torch.Tensor:
         """Normalised windows [B, L, F] ending at date rows `t` for symbol columns `s` (usable cells only)."""
-        if len(s) == 1:  # the single-prediction latency path: a slice, normalised in numpy (same float32
-            t0 = int(
-                t[0]
-            )  # arithmetic as normalise(), a few microseconds instead of torch's per-op dispatch)
-            x = (
-                self._features_np[t0 - self.lookback + 1 : t0 + 1, int(s[0])] - self._center_np
-            ) / self._scale_np
+        if len(t) and t.min() == t.max():  # one as-of date (every request): a slice of L sessions, then
+            t0 = int(t[0])  # the columns; normalised in numpy with the same float32 arithmetic as normalise()
+            if t0 < self.lookback - 1:
+                raise InputError(f"date row {t0} has fewer than {self.lookback} sessions before it")
+            raw = self._features_np[t0 - self.lookback + 1 : t0 + 1, s].transpose(1, 0, 2)  # [B, L, F]
+            x = (raw - self._center_np) / self._scale_np
             np.clip(x, -self.normalizer.clip, self.normalizer.clip, out=x)
             x[np.isnan(x)] = 0.0
-            return torch.from_numpy(x[None])
+            return torch.from_numpy(x)
         rows = torch.as_tensor(t, dtype=torch.long)[:, None] + self.offsets  # [B, L], oldest first
         return self.normalise(self.source.features[rows, torch.as_tensor(s, dtype=torch.long)[:, None]])
 

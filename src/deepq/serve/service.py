@@ -269,23 +269,28 @@ class PredictionService:
 
 def rows(inputs: Inputs, result: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
     """One entry per requested key, in request order; keys without a window get a reason instead."""
+    if not len(result):
+        preds = scores = ups = []
+        extra: dict[str, list[float]] = {}
+    else:  # tolist(): Python floats in one call each, not one float() per cell
+        preds, scores = result["pred"].tolist(), result["score"].tolist()
+        ups = [None if u != u else u for u in result["up"].tolist()]
+        extra = {n: v.tolist() for n, v in result.items() if n not in ("pred", "score", "up")}
     out: list[dict[str, Any]] = []
     k = 0
-    names = [n for n in result if n not in ("pred", "score", "up")]
-    for key, ok in zip(inputs.keys, inputs.usable, strict=True):
+    for key, ok in zip(inputs.keys, inputs.usable.tolist(), strict=True):
         if not ok:
             out.append(
                 {"key": key, "pred": None, "score": None, "up": None, "reason": inputs.reasons.get(key)}
             )
             continue
-        up = float(result["up"][k])
         out.append(
             {
                 "key": key,
-                "pred": float(result["pred"][k]),
-                "score": float(result["score"][k]),
-                "up": None if up != up else up,
-                "outputs": {n: float(result[n][k]) for n in names} or None,
+                "pred": preds[k],
+                "score": scores[k],
+                "up": ups[k],
+                "outputs": {n: v[k] for n, v in extra.items()} or None,
             }
         )
         k += 1
