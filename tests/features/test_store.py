@@ -109,5 +109,11 @@ def test_redis_online_matches_embedded(sample_panel, specs, store):
         )
         with pytest.raises(KeyError, match="ZZZZ"):
             remote.get_online_features(["AAPL", "ZZZZ"])
+        # the kept-open read connection is dropped by the server: the next read reconnects once
+        backend._client.client_kill_filter(_id=backend._command("CLIENT", "ID"))
+        np.testing.assert_array_equal(
+            remote.get_online_features(["AAPL"]), store.get_online_features(["AAPL"])
+        )
     finally:
+        backend.close()
         backend._client.delete(f"{ns}:vec", f"{ns}:names")

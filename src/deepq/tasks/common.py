@@ -13,6 +13,7 @@ from deepq.data.universe import liquidity_mask, membership_mask
 from deepq.dataset.context import FoldModel, PanelData, TaskSpec, sample_mask
 from deepq.dataset.labels import forward_return, make_labels
 from deepq.features.cache import cached_compute_features
+from deepq.features.sources import append_source_features
 from deepq.training.neural import NeuralModel
 
 
@@ -21,6 +22,9 @@ def build_panel_data(cfg: DictConfig) -> PanelData:
     panel = instantiate(cfg.data)
     specs = instantiate(cfg.features)
     features = cached_compute_features(panel, specs, cfg.get("feature_cache_dir"))  # rerun reads Parquet
+    # alternative data: `features.sources` (FeatureSource configs, none by default), joined as of each close
+    sources = [instantiate(s) for s in cfg.features.get("sources") or []]
+    features, names = append_source_features(panel, features, tuple(s.name for s in specs), sources)
     task = TaskSpec(cfg.task.name, int(cfg.task.horizon_days), str(cfg.task.get("execution", "next_close")))
     label_kwargs: dict[str, Any] = dict(cfg.task.get("label_kwargs") or {})
     labels = make_labels(panel, task.name, task.horizon_days, task.execution, **label_kwargs)  # type: ignore[arg-type]
@@ -33,7 +37,7 @@ def build_panel_data(cfg: DictConfig) -> PanelData:
         window = int(cfg.universe.get("liquidity_window_days") or 63)
         tradable &= liquidity_mask(panel, float(cfg.universe.min_dollar_volume), window)
     sample_ok = sample_mask(present, tradable, int(cfg.universe.min_symbol_history))
-    return PanelData(panel, features, tuple(s.name for s in specs), labels, y_ret, tradable, sample_ok, task)
+    return PanelData(panel, features, names, labels, y_ret, tradable, sample_ok, task)
 
 
 def build_model(cfg: DictConfig) -> FoldModel:

@@ -69,23 +69,47 @@ def talib_lookback(func: str, **params: Any) -> int:
     return int(fn.lookback)
 
 
+def _symbol_rows(panel: Panel, inputs: tuple[str, ...]) -> list[tuple[np.ndarray | slice, int]]:
+    """Per symbol: the rows where every input is finite (a slice when they are one contiguous run, the
+    usual case) and their count."""
+
+    def compute() -> list[tuple[np.ndarray | slice, int]]:
+        valid = np.logical_and.reduce([np.isfinite(panel[name]) for name in inputs]).T
+        out: list[tuple[np.ndarray | slice, int]] = []
+        for row in valid:
+            idx = np.flatnonzero(row)
+            if len(idx) and idx[-1] - idx[0] + 1 == len(idx):
+                out.append((slice(int(idx[0]), int(idx[-1]) + 1), len(idx)))
+            else:
+                out.append((idx, len(idx)))
+        return out
+
+    return memo(panel, ("symbol_rows", inputs), compute)
+
+
+def columns_major(panel: Panel, field: str) -> np.ndarray:
+    """[N, T] float64 C-contiguous copy of a field, so one symbol's series is a contiguous row (TA-Lib reads
+    it without a gather, as a loop over per-symbol DataFrames would)."""
+    return memo(
+        panel, ("columns_major", field), lambda: np.ascontiguousarray(panel[field].T, dtype=np.float64)
+    )
+
+
 def per_symbol(
     panel: Panel, fn: Callable[..., Any], inputs: tuple[str, ...], n_out: int = 1
 ) -> tuple[np.ndarray, ...]:
     """Apply a 1-D series function to each symbol's rows with a bar; returns `n_out` [T, N] arrays."""
-    arrays = [panel[name] for name in inputs]
-    valid = np.logical_and.reduce([np.isfinite(a) for a in arrays])
+    arrays = [columns_major(panel, name) for name in inputs]
     T, N = panel.shape
-    outs = tuple(np.full((T, N), np.nan) for _ in range(n_out))
-    for j in range(N):
-        idx = np.flatnonzero(valid[:, j])
-        if len(idx) == 0:
+    outs = tuple(np.full((N, T), np.nan) for _ in range(n_out))
+    for j, (rows, n) in enumerate(_symbol_rows(panel, inputs)):
+        if n == 0:
             continue
-        res = fn(*(np.ascontiguousarray(a[idx, j], dtype=np.float64) for a in arrays))
+        res = fn(*(a[j, rows] for a in arrays))
         res = res if isinstance(res, tuple | list) else (res,)
         for out, r in zip(outs, res, strict=False):
-            out[idx, j] = r
-    return outs
+            out[j, rows] = r
+    return tuple(np.ascontiguousarray(o.T) for o in outs)
 
 
 def talib_call(panel: Panel, func: str, inputs: tuple[str, ...], **params: Any) -> tuple[np.ndarray, ...]:
@@ -99,6 +123,12 @@ def talib_call(panel: Panel, func: str, inputs: tuple[str, ...], **params: Any) 
         return per_symbol(panel, lambda *cols: f(*cols, **params), inputs, n_out)
 
     return memo(panel, ("talib", func, inputs, tuple(sorted(params.items()))), run)
+
+
+def close_log_return(panel: Panel, k: int) -> np.ndarray:
+    """[T, N] k-session log return of the close, memoised: dozens of features start from the same returns.
+    Shared: callers must not modify it in place."""
+    return memo(panel, ("close_log_return", k), lambda: ops.log_return(panel["close"], k))
 
 
 def ffill(a: np.ndarray) -> np.ndarray:

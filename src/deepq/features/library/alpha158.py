@@ -100,16 +100,12 @@ def _slope_stats(y: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def _rolling_corr(a: np.ndarray, b: np.ndarray, d: int) -> np.ndarray:
-    """Rolling Pearson correlation over d rows (pandas' one-pass rolling corr); NaN where either side is
-    constant in the window."""
-    both = np.isfinite(a) & np.isfinite(b)
-    fa, fb = ops.frame(np.where(both, a, np.nan)), ops.frame(np.where(both, b, np.nan))
-    out = fa.rolling(d, min_periods=d).corr(fb).to_numpy()
-    return np.where(np.isfinite(out) & (np.abs(out) <= 1.0 + 1e-9), np.clip(out, -1.0, 1.0), np.nan)
+    """Rolling Pearson correlation over d rows; NaN where either side is constant in the window."""
+    return ops.rolling_cov_corr(a, b, d)[1]
 
 
 def _rolling_sum(a: np.ndarray, d: int) -> np.ndarray:
-    return ops.frame(a).rolling(d, min_periods=d).sum().to_numpy()
+    return ops.rolling_sum(a, d)
 
 
 def _diff(a: np.ndarray) -> np.ndarray:
@@ -148,10 +144,12 @@ def _rolling_ops(d: int) -> dict[str, tuple[str, Callable[[Panel], np.ndarray]]]
 
     def rank(p: Panel) -> np.ndarray:
         # Qlib Rank: percentile of the latest value within its window (pandas rolling rank, pct=True)
-        return ops.frame(c(p)).rolling(d, min_periods=d).rank(pct=True).to_numpy()
+        return ops.rolling_rank_pct(c(p), d)
 
     def q(p: Panel, level: float) -> np.ndarray:
-        return ops.frame(c(p)).rolling(d, min_periods=d).quantile(level).to_numpy() / c(p)
+        # QTLU and QTLD share one sort of each window
+        qs = memo(p, ("a158_quantiles", d), lambda: ops.rolling_quantiles(c(p), d, (0.8, 0.2)))
+        return qs[(0.8, 0.2).index(level)] / c(p)
 
     def rsv(p: Panel) -> np.ndarray:
         lo, hi = ops.rolling_min(p["low"], d), ops.rolling_max(p["high"], d)

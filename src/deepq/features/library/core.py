@@ -6,6 +6,7 @@ import numpy as np
 
 from deepq.data.panel import Panel
 from deepq.features import ops
+from deepq.features.library._helpers import close_log_return
 from deepq.features.registry import feature
 
 MARKET_SYMBOL = "SPY"
@@ -17,14 +18,14 @@ def _market_close(panel: Panel) -> np.ndarray:
         # forward-filled (causal) so a missing ETF bar does not blank the market features for every stock
         close = panel["close"][:, panel.symbol_index(MARKET_SYMBOL)]
         return ops.frame(close[:, None]).ffill().to_numpy()[:, 0]
-    r = np.nan_to_num(ops.log_return(panel["close"]))
+    r = np.nan_to_num(close_log_return(panel, 1))
     return np.exp(np.cumsum(np.nanmean(np.where(panel.mask(("stock",)), r, np.nan), axis=1)))
 
 
 def _register_returns(h: int) -> None:
     @feature(f"ret_{h}", "returns", h, f"log return over the last {h} sessions")
     def _ret(panel: Panel) -> np.ndarray:
-        return ops.log_return(panel["close"], h)
+        return close_log_return(panel, h)
 
 
 for _h in (1, 2, 5, 10, 21, 63, 126, 252):
@@ -44,7 +45,7 @@ def _register_vol(w: int) -> None:
         f"vol_{w}", "volatility", w + 1, f"realised volatility: std of daily log returns over {w} sessions"
     )
     def _vol(panel: Panel) -> np.ndarray:
-        return ops.rolling_std(ops.log_return(panel["close"]), w)
+        return ops.rolling_std(close_log_return(panel, 1), w)
 
 
 for _w in (5, 21, 63):
@@ -53,7 +54,7 @@ for _w in (5, 21, 63):
 
 @feature("vol_ratio_5_63", "volatility", 64, "short over long realised volatility")
 def vol_ratio(panel: Panel) -> np.ndarray:
-    r = ops.log_return(panel["close"])
+    r = close_log_return(panel, 1)
     return ops.rolling_std(r, 5) / ops.rolling_std(r, 63)
 
 
@@ -131,12 +132,12 @@ def mkt_vol_21(panel: Panel) -> np.ndarray:
 
 @feature("rel_strength_21", "market", 22, "21-session log return in excess of the market's")
 def rel_strength_21(panel: Panel) -> np.ndarray:
-    return ops.log_return(panel["close"], 21) - mkt_ret_21(panel)
+    return close_log_return(panel, 21) - mkt_ret_21(panel)
 
 
 @feature("beta_63", "market", 64, "rolling 63-session beta of daily returns to the market")
 def beta_63(panel: Panel) -> np.ndarray:
-    r = ops.log_return(panel["close"])
+    r = close_log_return(panel, 1)
     m = ops.broadcast_column(panel.shape, ops.log_return(_market_close(panel)[:, None])[:, 0])
     m = np.where(np.isnan(r), np.nan, m)
     cov = ops.rolling_mean(r * m, 63) - ops.rolling_mean(r, 63) * ops.rolling_mean(m, 63)
@@ -146,12 +147,10 @@ def beta_63(panel: Panel) -> np.ndarray:
 
 @feature("cs_rank_ret_21", "cross_section", 22, "per-date percentile rank of the 21-session return")
 def cs_rank_ret_21(panel: Panel) -> np.ndarray:
-    return ops.cross_sectional_rank(
-        np.where(panel.mask(("stock",)), ops.log_return(panel["close"], 21), np.nan)
-    )
+    return ops.cross_sectional_rank(np.where(panel.mask(("stock",)), close_log_return(panel, 21), np.nan))
 
 
 @feature("cs_rank_vol_21", "cross_section", 22, "per-date percentile rank of 21-session realised volatility")
 def cs_rank_vol_21(panel: Panel) -> np.ndarray:
-    vol = ops.rolling_std(ops.log_return(panel["close"]), 21)
+    vol = ops.rolling_std(close_log_return(panel, 1), 21)
     return ops.cross_sectional_rank(np.where(panel.mask(("stock",)), vol, np.nan))

@@ -15,7 +15,14 @@ import numpy as np
 
 from deepq.data.panel import Panel
 from deepq.features import ops
-from deepq.features.library._helpers import benchmark_log_return, bind, market_close, memo, stock_only
+from deepq.features.library._helpers import (
+    benchmark_log_return,
+    bind,
+    close_log_return,
+    market_close,
+    memo,
+    stock_only,
+)
 from deepq.features.library.microstructure import amihud
 from deepq.features.registry import feature
 
@@ -52,9 +59,9 @@ def within_sector(panel: Panel, a: np.ndarray, op: Callable[[np.ndarray], np.nda
 
 
 BASES: dict[str, tuple[int, str, Callable[[Panel], np.ndarray]]] = {
-    "ret_5": (6, "5-session log return", lambda p: ops.log_return(p["close"], 5)),
-    "ret_21": (22, "21-session log return", lambda p: ops.log_return(p["close"], 21)),
-    "ret_63": (64, "63-session log return", lambda p: ops.log_return(p["close"], 63)),
+    "ret_5": (6, "5-session log return", lambda p: close_log_return(p, 5)),
+    "ret_21": (22, "21-session log return", lambda p: close_log_return(p, 21)),
+    "ret_63": (64, "63-session log return", lambda p: close_log_return(p, 63)),
     "mom_12_1": (
         252,
         "12-1 month momentum",
@@ -63,7 +70,7 @@ BASES: dict[str, tuple[int, str, Callable[[Panel], np.ndarray]]] = {
     "vol_21": (
         22,
         "21-session realised volatility",
-        lambda p: ops.rolling_std(ops.log_return(p["close"]), 21),
+        lambda p: ops.rolling_std(close_log_return(p, 1), 21),
     ),
     "volume_z_21": (21, "volume z-score", lambda p: ops.rolling_zscore(np.log1p(p["volume"]), 21)),
     "amihud_21": (22, "Amihud illiquidity", lambda p: amihud(p, 21)),
@@ -107,12 +114,12 @@ def _mkt_ret(p: Panel, k: int) -> np.ndarray:
 
 for _k in (5, 63, 126):
     feature(f"rs_spy_{_k}", FAMILY, _k + 1, f"{_k}-session log return minus SPY's")(
-        bind(lambda p, k: ops.log_return(p["close"], k) - _mkt_ret(p, k), _k)
+        bind(lambda p, k: close_log_return(p, k) - _mkt_ret(p, k), _k)
     )
 for _k in (5, 21, 63, 126):
     feature(
         f"rs_sector_{_k}", FAMILY, _k + 1, f"{_k}-session log return minus the sector ETF's (SPY fallback)"
-    )(bind(lambda p, k: ops.log_return(p["close"], k) - benchmark_log_return(p, k), _k))
+    )(bind(lambda p, k: close_log_return(p, k) - benchmark_log_return(p, k), _k))
 
 
 def rolling_beta(r: np.ndarray, m: np.ndarray, w: int) -> np.ndarray:
@@ -126,7 +133,7 @@ def rolling_beta(r: np.ndarray, m: np.ndarray, w: int) -> np.ndarray:
 def _beta(p: Panel, w: int, sector: bool) -> np.ndarray:
     def compute() -> np.ndarray:
         m = benchmark_log_return(p, 1) if sector else _mkt_ret(p, 1)
-        return rolling_beta(ops.log_return(p["close"]), m, w)
+        return rolling_beta(close_log_return(p, 1), m, w)
 
     return memo(p, ("beta", w, sector), compute)
 
@@ -141,7 +148,7 @@ feature("beta_sector_63", FAMILY, 64, "rolling 63-session beta to the sector ETF
 
 def _resid(p: Panel) -> np.ndarray:
     """Daily residual return r - beta_252(t) m, using the beta known at t (fit on rows <= t)."""
-    return memo(p, "resid", lambda: ops.log_return(p["close"]) - _beta(p, 252, False) * _mkt_ret(p, 1))
+    return memo(p, "resid", lambda: close_log_return(p, 1) - _beta(p, 252, False) * _mkt_ret(p, 1))
 
 
 for _k in (21, 63, 126):
@@ -150,7 +157,7 @@ for _k in (21, 63, 126):
         FAMILY,
         253 + _k,
         f"residual momentum: sum of market-residual returns over {_k} sessions",
-    )(bind(lambda p, k: ops.frame(_resid(p)).rolling(k, min_periods=k).sum().to_numpy(), _k))
+    )(bind(lambda p, k: ops.rolling_sum(_resid(p), k), _k))
 feature(
     "idio_vol_63", FAMILY, 316, "idiosyncratic volatility: std of market-residual returns over 63 sessions"
 )(lambda p: ops.rolling_std(_resid(p), 63))
@@ -158,6 +165,6 @@ feature("corr_spy_63", FAMILY, 64, "rolling 63-session correlation of daily retu
     lambda p: (
         _beta(p, 63, False)
         * ops.rolling_std(_mkt_ret(p, 1), 63)
-        / ops.rolling_std(ops.log_return(p["close"]), 63)
+        / ops.rolling_std(close_log_return(p, 1), 63)
     )
 )

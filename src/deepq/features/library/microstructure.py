@@ -11,16 +11,34 @@ import numpy as np
 
 from deepq.data.panel import Panel
 from deepq.features import ops
-from deepq.features.library._helpers import bind
+from deepq.features.library._helpers import bind, close_log_return, memo
 from deepq.features.registry import feature
 
 FAMILY = "microstructure"
 
 
 def _logs(p: Panel) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """log(high/open), log(low/open), log(close/open), log(open/prev close)."""
-    o, h, lo, c = p["open"], p["high"], p["low"], p["close"]
-    return np.log(h / o), np.log(lo / o), np.log(c / o), np.log(o / ops.shift(c, 1))
+    """log(high/open), log(low/open), log(close/open), log(open/prev close); memoised (shared, read-only)."""
+
+    def compute() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        o, h, lo, c = p["open"], p["high"], p["low"], p["close"]
+        return np.log(h / o), np.log(lo / o), np.log(c / o), np.log(o / ops.shift(c, 1))
+
+    return memo(p, "micro_logs", compute)
+
+
+def _log_hl(p: Panel) -> np.ndarray:
+    return memo(p, "log_high_low", lambda: np.log(p["high"] / p["low"]))
+
+
+def _rs_daily(p: Panel) -> np.ndarray:
+    """The daily Rogers-Satchell term u (u - c) + d (d - c), shared by RS and Yang-Zhang."""
+
+    def compute() -> np.ndarray:
+        u, d, c, _ = _logs(p)
+        return u * (u - c) + d * (d - c)
+
+    return memo(p, "rs_daily", compute)
 
 
 def _sqrt_mean(x: np.ndarray, w: int) -> np.ndarray:
@@ -28,27 +46,26 @@ def _sqrt_mean(x: np.ndarray, w: int) -> np.ndarray:
 
 
 def parkinson(p: Panel, w: int) -> np.ndarray:
-    hl = np.log(p["high"] / p["low"])
+    hl = _log_hl(p)
     return _sqrt_mean(hl**2 / (4.0 * np.log(2.0)), w)
 
 
 def garman_klass(p: Panel, w: int) -> np.ndarray:
-    hl = np.log(p["high"] / p["low"])
+    hl = _log_hl(p)
     co = np.log(p["close"] / p["open"])
     return _sqrt_mean(0.5 * hl**2 - (2.0 * np.log(2.0) - 1.0) * co**2, w)
 
 
 def rogers_satchell(p: Panel, w: int) -> np.ndarray:
-    u, d, c, _ = _logs(p)
-    return _sqrt_mean(u * (u - c) + d * (d - c), w)
+    return _sqrt_mean(_rs_daily(p), w)
 
 
 def yang_zhang(p: Panel, w: int) -> np.ndarray:
-    u, d, c, o = _logs(p)
+    _, _, c, o = _logs(p)
     k = 0.34 / (1.34 + (w + 1) / (w - 1))
-    var_o = ops.rolling_std(o, w) ** 2
-    var_c = ops.rolling_std(c, w) ** 2
-    var_rs = ops.rolling_mean(u * (u - c) + d * (d - c), w)
+    var_o = ops.rolling_var(o, w)
+    var_c = ops.rolling_var(c, w)
+    var_rs = ops.rolling_mean(_rs_daily(p), w)
     return np.sqrt(np.maximum(var_o + k * var_c + (1.0 - k) * var_rs, 0.0))
 
 
@@ -67,10 +84,10 @@ for _w in (10, 21, 63):
 
 def amihud(p: Panel, w: int) -> np.ndarray:
     """Mean |return| per million dollars traded; zero-volume days are skipped (not infinite)."""
-    r = np.abs(ops.log_return(p["close"]))
+    r = np.abs(close_log_return(p, 1))
     dv = p["close"] * p["volume"] / 1e6
     daily = np.where(dv > 0, r / np.where(dv > 0, dv, 1.0), np.nan)
-    return ops.frame(daily).rolling(w, min_periods=max(2, w // 2)).mean().to_numpy()
+    return ops.rolling_mean(daily, w, min_periods=max(2, w // 2))
 
 
 for _w in (21, 63):
@@ -86,7 +103,7 @@ for _w in (21, 63):
     "Roll (1984) spread: 2 sqrt(-cov(dP_t, dP_t-1)) over 21 sessions, 0 if cov > 0",
 )
 def roll_spread_21(p: Panel) -> np.ndarray:
-    r = ops.log_return(p["close"])
+    r = close_log_return(p, 1)
     r1 = ops.shift(r, 1)
     cov = ops.rolling_mean(r * r1, 21) - ops.rolling_mean(r, 21) * ops.rolling_mean(r1, 21)
     return 2.0 * np.sqrt(np.maximum(-cov, 0.0))
@@ -133,12 +150,12 @@ def overnight_share_21(p: Panel) -> np.ndarray:
 
 @feature("range_z_63", FAMILY, 63, "z-score of today's log(high/low) against its 63-session mean and std")
 def range_z_63(p: Panel) -> np.ndarray:
-    return ops.rolling_zscore(np.log(p["high"] / p["low"]), 63)
+    return ops.rolling_zscore(_log_hl(p), 63)
 
 
 @feature("range_ratio_5_63", FAMILY, 63, "5-session over 63-session mean intraday range")
 def range_ratio_5_63(p: Panel) -> np.ndarray:
-    hl = np.log(p["high"] / p["low"])
+    hl = _log_hl(p)
     return ops.rolling_mean(hl, 5) / ops.rolling_mean(hl, 63)
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 
 from deepq.data.panel import Panel
 from deepq.features import ops
-from deepq.features.library._helpers import market_close, memo
+from deepq.features.library._helpers import close_log_return, market_close, memo
 from deepq.features.registry import feature
 
 REGIME = "regime"
@@ -39,7 +39,7 @@ def _mkt_vol(p: Panel, w: int) -> np.ndarray:
 )
 def mkt_vol_regime(p: Panel) -> np.ndarray:
     v = _mkt_vol(p, 21)
-    return _bcast(p, ops.frame(v).rolling(252, min_periods=252).rank(pct=True).to_numpy()[:, 0])
+    return _bcast(p, ops.rolling_rank_pct(v, 252)[:, 0])
 
 
 @feature("mkt_vol_ratio_21_252", REGIME, 253, "SPY 21-session over 252-session realised volatility")
@@ -92,7 +92,7 @@ def mkt_breadth_50(p: Panel) -> np.ndarray:
 
 @feature("mkt_dispersion_21", REGIME, 22, "cross-sectional std of 21-session stock returns")
 def mkt_dispersion_21(p: Panel) -> np.ndarray:
-    r = np.where(p.mask(("stock",))[None, :], ops.log_return(p["close"], 21), np.nan)
+    r = np.where(p.mask(("stock",))[None, :], close_log_return(p, 21), np.nan)
     ok = np.isfinite(r)
     n = ok.sum(axis=1)
     x = np.where(ok, r, 0.0)

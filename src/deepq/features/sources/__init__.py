@@ -9,7 +9,7 @@ from deepq.features.sources.base import (
     last_value_on_sessions,
 )
 from deepq.features.sources.files import FredCsv, NewsSentimentCsv, OptionsFlowCsv
-from deepq.features.sources.panel import source_features
+from deepq.features.sources.panel import append_source_features, source_features
 from deepq.features.sources.yahoo import YahooEarnings, YahooInsider, YahooRatings
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "YahooEarnings",
     "YahooInsider",
     "YahooRatings",
+    "append_source_features",
     "asof_join",
     "available_date",
     "events_on_sessions",

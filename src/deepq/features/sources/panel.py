@@ -61,3 +61,26 @@ def source_features(panel: Panel, sources: Sequence[FeatureSource]) -> dict[str,
                 ):
                     out[f"{src.name}_{c}"] = last_value_on_sessions(panel, ev.dropna(subset=[c]), c)
     return out
+
+
+def append_source_features(
+    panel: Panel,
+    features: np.ndarray,
+    names: tuple[str, ...],
+    sources: Sequence[FeatureSource],
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The [T, N, F] feature array and its names with every source's as-of-joined columns appended
+    (float32, NaN where nothing was published yet). No sources: the inputs unchanged.
+
+    A source column whose name is already a feature is an error (it would shadow it silently)."""
+    if not sources:
+        return features, names
+    extra = source_features(panel, sources)
+    clash = sorted(set(extra) & set(names))
+    if clash:
+        raise ValueError(f"source feature(s) {clash} clash with registered features of the same name")
+    if not extra:
+        return features, names
+    block = np.stack([np.asarray(v, dtype=np.float32) for v in extra.values()], axis=2)
+    block[~np.isfinite(block)] = np.nan
+    return np.concatenate([features, block], axis=2), (*names, *extra)
