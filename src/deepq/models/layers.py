@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepq.models.grouped_grn import BufferPool, grouped_grn_train
+
 
 def zero_linear(d_in: int, d_out: int) -> nn.Linear:
     """An output layer that starts at zero: daily returns are ~1e-2, a random initial output swamps them."""
@@ -63,9 +65,36 @@ class GroupedScalarGRN(nn.Module):
         self.gamma = nn.Parameter(torch.ones(n_vars, 1, d_out))
         self.beta = nn.Parameter(torch.zeros(n_vars, d_out))
         self.d_out = d_out
+        self.fused = True  # train through grouped_grn's fused CPU path where it applies (see fused_applies)
+        self.chunk = 256  # rows per cache block of the fused path
+        self._pool = BufferPool()
 
     def combine(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """x [N, V] scalars, w [N, V] weights -> sum_v w_v GRN_v(x_v): [N, d_out]."""
+        if self.fused_applies(x):
+            return self._combine_fused(x, w)
+        return self.combine_plain(x, w)
+
+    def fused_applies(self, x: torch.Tensor) -> bool:
+        """The fused path is an eager CPU float32 training kernel; everything else (inference, export, tracing,
+        torch.compile, CUDA, autocast) takes the plain path, which it is tested equal to."""
+        if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+            return False
+        return (
+            self.fused
+            and self.training
+            and torch.is_grad_enabled()
+            and x.device.type == "cpu"
+            and x.dtype == torch.float32
+            and not torch.is_autocast_enabled("cpu")
+        )
+
+    @torch.jit.unused
+    def _combine_fused(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        params = (self.a, self.b, self.w2, self.b2, self.skip_a, self.skip_b, self.gamma, self.beta)
+        return grouped_grn_train(x.contiguous(), w.contiguous(), params, self.chunk, self._pool)
+
+    def combine_plain(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         xv = x.t()[..., None]  # [V, N, 1]
         h = F.elu(torch.addcmul(self.b, xv, self.a))  # [V, N, h]
         g = F.glu(torch.baddbmm(self.b2, h, self.w2), dim=-1)  # [V, N, d]
@@ -76,7 +105,7 @@ class GroupedScalarGRN(nn.Module):
 
 class VariableSelection(nn.Module):
     """TFT variable selection over V scalar variables: softmax weights from a GRN over all of them (with an
-    optional static context), times each variable's own GRN output. Returns (combined [N, d], weights [N, V])."""
+    optional static context), times each variable's own GRN output. Returns (combined [..., d], weights [..., V])."""
 
     def __init__(self, n_vars: int, d: int, d_context: int = 0, dropout: float = 0.0):
         super().__init__()
@@ -85,8 +114,12 @@ class VariableSelection(nn.Module):
         self.vars = GroupedScalarGRN(n_vars, d, d)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        w = torch.softmax(self.weights(x, c), dim=-1)  # [N, V]
-        return self.vars.combine(x, w), w
+        """x [..., V]; c broadcastable to [..., d] (e.g. [B, 1, d] for a window's steps: the context's linear
+        map then runs once per window, not once per step) -> ([..., d], [..., V])."""
+        w = torch.softmax(self.weights(x, c), dim=-1)
+        V = x.shape[-1]
+        out = self.vars.combine(x.reshape(-1, V), w.reshape(-1, V))
+        return out.view(x.shape[:-1] + out.shape[-1:]), w
 
 
 class GateAddNorm(nn.Module):

@@ -71,7 +71,6 @@ class TFTNet(nn.Module):
         self, x: torch.Tensor, static: torch.Tensor, known: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         B, L, F = x.shape
-        K = self.K
         # static covariate encoders
         emb = self.static_embed(static)  # [B, 2, d]
         if not self.use_static:
@@ -80,13 +79,8 @@ class TFTNet(nn.Module):
         s = self.static_grn((s_w[..., None] * emb).sum(dim=1))
         c_sel, c_enr, c_h, c_c = (g(s) for g in self.contexts)
         # variable selection, past (features + calendar) and future (calendar)
-        past_in = torch.cat([x, known[:, :L]], dim=-1).reshape(B * L, -1)
-        c_rep = c_sel[:, None].expand(B, L, c_sel.shape[-1]).reshape(B * L, -1)
-        past, past_w = self.past_select(past_in, c_rep)
-        fut_in = known[:, L:].reshape(B * K, -1)
-        c_fut = c_sel[:, None].expand(B, K, c_sel.shape[-1]).reshape(B * K, -1)
-        fut, fut_w = self.future_select(fut_in, c_fut)
-        past, fut = past.view(B, L, -1), fut.view(B, K, -1)
+        past, past_w = self.past_select(torch.cat([x, known[:, :L]], dim=-1), c_sel[:, None])  # [B, L, .]
+        fut, fut_w = self.future_select(known[:, L:], c_sel[:, None])  # [B, K, .]
         # sequence-to-sequence LSTM, initialised from the static context
         enc, state = self.encoder(past, (c_h[None].contiguous(), c_c[None].contiguous()))
         dec, _ = self.decoder(fut, state)
@@ -99,8 +93,8 @@ class TFTNet(nn.Module):
         h = self.out_gate(self.positionwise(h), seq[:, L:])
         weights = {
             "static": s_w,
-            "past": past_w.view(B, L, -1).mean(dim=1),
-            "future": fut_w.view(B, K, -1).mean(dim=1),
+            "past": past_w.mean(dim=1),
+            "future": fut_w.mean(dim=1),
             "attention": attn,
         }
         return self.proj(h[:, -1]), weights
