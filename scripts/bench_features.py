@@ -169,7 +169,7 @@ def main() -> None:
     ap.add_argument("--start", default="2000-01-01")
     ap.add_argument("--symbols", type=int, default=0, help="first N symbols only (0 = all)")
     ap.add_argument("--workers", type=int, default=2, help="processes computing disjoint feature subsets")
-    ap.add_argument("--chunk", type=int, default=16, help="features per task handed to a worker")
+    ap.add_argument("--chunk", type=int, default=30, help="most features per task handed to a worker")
     args = ap.parse_args()
     if not (SHARED / "prices.parquet").exists():
         raise SystemExit(f"{SHARED}/prices.parquet not found")
@@ -200,9 +200,14 @@ def main() -> None:
         ctx = mp.get_context("fork")  # children share the loaded panel copy-on-write
         global _PANEL
         _PANEL = panel
-        # contiguous runs of the registry (related features sit together and share memoised intermediates),
-        # handed out as workers free up, so the load balances without splitting what shares work
-        chunks = [specs[i : i + args.chunk] for i in range(0, len(specs), args.chunk)]
+        # contiguous runs of one family in registry order (related features sit together and share memoised
+        # intermediates), handed out as workers free up, so the load balances without splitting shared work
+        chunks: list[list] = []
+        for spec in specs:
+            if not chunks or len(chunks[-1]) >= args.chunk or chunks[-1][-1].family != spec.family:
+                chunks.append([])
+            chunks[-1].append(spec)
+        chunks.sort(key=len, reverse=True)  # big tasks first, small ones fill in at the end
         with ctx.Pool(args.workers) as pool:
             results = list(pool.imap_unordered(_compute_chunk, [[s.name for s in c] for c in chunks]))
     else:

@@ -12,6 +12,8 @@ constant window has variance exactly 0) to float64 rounding.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
@@ -217,23 +219,24 @@ def rolling_min(a: np.ndarray, window: int) -> np.ndarray:
     return _rolling_extreme(a, window, np.minimum)
 
 
-def rolling_sorted_apply(a: np.ndarray, window: int, fn, chunk_rows: int = 256) -> list[np.ndarray]:  # type: ignore[no-untyped-def]
-    """Apply `fn(sorted_windows [rows, N, window], last [rows, N]) -> list of [rows, N]` over every full
-    window, a chunk of rows at a time (memory: chunk x N x window). Windows holding a NaN give NaN."""
+def rolling_sorted_apply(
+    a: np.ndarray,
+    window: int,
+    fn: Callable[[np.ndarray, np.ndarray], list[np.ndarray]],
+    n_out: int,
+    chunk_rows: int = 256,
+) -> list[np.ndarray]:
+    """Apply `fn(sorted_windows [rows, N, window], last [rows, N]) -> n_out arrays [rows, N]` over every
+    full window, a chunk of rows at a time (memory: chunk x N x window). Windows holding a NaN give NaN."""
     a = np.asarray(a, dtype=np.float64)
     T = a.shape[0]
     ok = _full_windows(a, window)
-    outs: list[np.ndarray] | None = None
-    for r0 in range(window - 1, T, chunk_rows):
+    outs = [np.full(a.shape, np.nan) for _ in range(n_out)]
+    for r0 in range(max(window - 1, 0), T if window > 0 else 0, chunk_rows):
         r1 = min(T, r0 + chunk_rows)
         win = np.sort(sliding_window_view(a[r0 - window + 1 : r1], window, axis=0), axis=-1)
-        res = fn(win, a[r0:r1])
-        if outs is None:
-            outs = [np.full(a.shape, np.nan) for _ in res]
-        for o, r in zip(outs, res, strict=True):
+        for o, r in zip(outs, fn(win, a[r0:r1]), strict=True):
             o[r0:r1] = r
-    if outs is None:
-        return [np.full(a.shape, np.nan)]
     return [np.where(ok, o, np.nan) for o in outs]
 
 
@@ -248,7 +251,9 @@ def _quantile_of_sorted(win: np.ndarray, q: float) -> np.ndarray:
 
 def rolling_quantiles(a: np.ndarray, window: int, levels: tuple[float, ...]) -> list[np.ndarray]:
     """Several rolling quantiles (linear interpolation, as pandas) from one sort of each window."""
-    return rolling_sorted_apply(a, window, lambda win, _last: [_quantile_of_sorted(win, q) for q in levels])
+    return rolling_sorted_apply(
+        a, window, lambda win, _last: [_quantile_of_sorted(win, q) for q in levels], len(levels)
+    )
 
 
 def rolling_quantile(a: np.ndarray, window: int, q: float) -> np.ndarray:
@@ -257,7 +262,7 @@ def rolling_quantile(a: np.ndarray, window: int, q: float) -> np.ndarray:
 
 def rolling_median(a: np.ndarray, window: int) -> np.ndarray:
     if window % 2:  # odd window: the middle order statistic, no interpolation
-        return rolling_sorted_apply(a, window, lambda win, _last: [win[..., window // 2].copy()])[0]
+        return rolling_sorted_apply(a, window, lambda win, _last: [win[..., window // 2].copy()], 1)[0]
     return rolling_quantile(a, window, 0.5)
 
 
