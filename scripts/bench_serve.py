@@ -112,9 +112,9 @@ def bench_paths(registry: str, calls: int) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-export-"))
     example = served_inputs(registry, 8)
     try:
-        eager = rebuild_module(ts, mv)
         if names != ["x"]:
             raise ValueError(f"the benchmark rebuilds single-input networks only (this one reads {names})")
+        eager = rebuild_module(ts, mv)
         from deepq.export.program import export_onnx, export_program, load_onnx, load_program
 
         prog = load_program(export_program(eager, example[0], tmp / "m.pt2", {}), verify=False)[0]
