@@ -133,3 +133,27 @@ def test_monitor_task_reports_and_retrains_a_candidate(fdr_run, tmp_path):
         reg.get("lstm_returns", 2).stage == "candidate"
         and (tmp_path / "mon" / "importance_history.csv").exists()
     )
+
+
+def test_monitor_task_runs_on_a_multi_input_model(tmp_path_factory, tmp_path):
+    """A TFT (x, static ids, calendar): predictions, drift and permutation importance over its own inputs."""
+    from omegaconf import OmegaConf
+
+    from deepq.tasks.hydra_utils import CONFIG_DIR
+    from deepq.tasks.monitor import monitor
+    from tests.serve.fdr import tft_run_dir
+
+    _, registry = tft_run_dir(tmp_path_factory)
+    cfg = OmegaConf.merge(
+        OmegaConf.load(f"{CONFIG_DIR}/monitor/default.yaml"),
+        {
+            "registry": str(registry),
+            "out": str(tmp_path / "mon"),
+            "retrain": False,
+            "importance_samples": 200,
+        },
+    )
+    report = monitor(cfg)
+    assert report["model"] == "tft_returns:1" and report["window"]["cells"] > 0
+    saved = json.loads((tmp_path / "mon" / "monitor_report.json").read_text())
+    assert np.isfinite(saved["prediction_psi"]) and len(saved["drift"]) == 32 and saved["importance"]

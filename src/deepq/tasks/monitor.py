@@ -36,9 +36,11 @@ from deepq.utils.io import write_json_atomic
 console = Console()
 
 
-def _run(module: torch.jit.ScriptModule, x: torch.Tensor, batch: int = 4096) -> np.ndarray:
+def _run(module: torch.jit.ScriptModule, inputs: tuple[torch.Tensor, ...], batch: int = 4096) -> np.ndarray:
+    """Every model input (x first, then static ids / calendar for multi-input networks) -> outputs."""
+    n = len(inputs[0])
     with torch.inference_mode():
-        outs = [module(x[i : i + batch]).numpy() for i in range(0, len(x), batch)]
+        outs = [module(*(t[i : i + batch] for t in inputs)).numpy() for i in range(0, n, batch)]
     return np.concatenate(outs) if outs else np.zeros((0, 1), np.float32)
 
 
@@ -64,8 +66,8 @@ def monitor(cfg: DictConfig) -> dict[str, Any]:
     lo, hi = (panel.date_index(d.strip()) for d in str(meta["train"]).split(".."))
     end = panel.date_index(cfg.end) if cfg.end else len(panel.dates) - 1
     start = max(end - int(cfg.window_days) + 1, hi + 1)
-    ref_cells = _cells(source.window_ok, lo, hi + 1, int(cfg.reference_max_samples))
-    cur_cells = _cells(source.window_ok, start, end + 1, None)
+    ref_cells = _cells(builder.servable, lo, hi + 1, int(cfg.reference_max_samples))
+    cur_cells = _cells(builder.servable, start, end + 1, None)
     if not len(cur_cells) or not len(ref_cells):
         raise SystemExit(
             f"deepq monitor: no usable cells (reference {len(ref_cells)}, current {len(cur_cells)})"
@@ -75,9 +77,9 @@ def monitor(cfg: DictConfig) -> dict[str, Any]:
         feats[ref_cells[:, 0], ref_cells[:, 1]], feats[cur_cells[:, 0], cur_cells[:, 1]], names,
         cfg.thresholds.psi_alert, cfg.thresholds.ks_pvalue, cfg.thresholds.ks_stat,
     )  # fmt: skip
-    ref_pred = _run(module, builder.windows(ref_cells[:, 0], ref_cells[:, 1]))
-    x_cur = builder.windows(cur_cells[:, 0], cur_cells[:, 1])
-    cur_out = postprocess(_run(module, x_cur), meta)
+    ref_pred = _run(module, builder.model_inputs(ref_cells[:, 0], ref_cells[:, 1]))
+    cur_inputs = builder.model_inputs(cur_cells[:, 0], cur_cells[:, 1])
+    cur_out = postprocess(_run(module, cur_inputs), meta)
     prediction_psi = psi(ref_pred[:, 0], cur_out["pred"])
 
     y_ret = forward_return(panel, int(meta["horizon_days"]), str(meta.get("execution", "next_close")))  # type: ignore[arg-type]
@@ -98,8 +100,10 @@ def monitor(cfg: DictConfig) -> dict[str, Any]:
     if int(cfg.importance_samples) > 0 and labelled.sum() >= 50:
         idx = np.flatnonzero(labelled)
         idx = np.random.default_rng(0).choice(idx, min(len(idx), int(cfg.importance_samples)), replace=False)
+        sel = torch.from_numpy(idx)
+        others = tuple(t[sel] for t in cur_inputs[1:])  # ids and calendar stay with their sample
         importance = permutation_importance(
-            lambda x: _run(module, x), x_cur[torch.from_numpy(idx)], frame["y_ret"].to_numpy()[idx], names,
+            lambda x: _run(module, (x, *others)), cur_inputs[0][sel], frame["y_ret"].to_numpy()[idx], names,
             n_repeats=int(cfg.importance_repeats),
         )  # fmt: skip
 
