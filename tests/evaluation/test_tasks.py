@@ -61,6 +61,9 @@ def test_compare_builds_leaderboard_over_a_multirun_folder(sweep, capsys):
     board = leaderboard(find_runs([sweep]))
     assert set(board["run"]) == {f"{sweep.name}/0", f"{sweep.name}/1"}
     assert board["sharpe"].is_monotonic_decreasing or board["sharpe"].isna().any()
+    # each run's own model is a row; a baseline scored on the same rows in both runs is one row
+    assert (board["model"] == "last_return").sum() == 2
+    assert (board["model"] == "always_up").sum() == 1 and (board["model"] == "zero_return").sum() == 1
 
 
 @pytest.mark.slow  # rebuilds the panel: about 15 s of CPU

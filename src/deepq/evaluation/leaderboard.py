@@ -27,7 +27,7 @@ from deepq.utils.io import write_atomic  # noqa: E402
 
 COLUMNS = (
     "run", "model", "task", "dir_acc", "dir_acc_lo", "dir_acc_hi", "always_up_acc", "rank_ic", "rank_ic_lo",
-    "rank_ic_hi", "icir", "mse", "r2", "portfolio", "sharpe", "sharpe_lo", "sharpe_hi", "gross_sharpe",
+    "rank_ic_hi", "icir", "mse", "r2", "signal_acc", "r2_log_vol", "qlike", "portfolio", "sharpe", "sharpe_lo", "sharpe_hi", "gross_sharpe",
     "max_drawdown", "win_rate", "turnover_per_day", "deflated_sharpe", "targets_met",
 )  # fmt: skip
 
@@ -64,15 +64,24 @@ def leaderboard(runs: list[RunRecord]) -> pd.DataFrame:
         met = pd.DataFrame(ev.get("targets") or [])
         task = ev.get("task") or ""
         summary = ev.get("summary") or run.metrics.get("by_model") or []
+        own = (run.metrics.get("run") or {}).get("model")
         for s in summary:
             model = s["model"]
             n_met = int(met[(met["model"] == model) & met["met"]].shape[0]) if len(met) else 0
             rows.append(
-                {"run": run.name, "task": task} | s | (ports.get(model) or {}) | {"targets_met": n_met}
+                {"run": run.name, "task": task}
+                | s
+                | (ports.get(model) or {})
+                | {"targets_met": n_met}
+                | {"_baseline": own is not None and model != own}
             )
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
+    # a naive baseline scored on the same rows in several runs of a sweep is one row, not one per run
+    same = [c for c in ("model", "task", "n", "mse", "rank_ic", "dir_acc") if c in frame.columns]
+    repeated = frame["_baseline"] & frame[same].astype(str).duplicated()
+    frame = frame[~repeated]
     frame = frame[[c for c in COLUMNS if c in frame.columns]]
     key = "sharpe" if "sharpe" in frame.columns else "rank_ic"
     return frame.sort_values(key, ascending=False, na_position="last").reset_index(drop=True)
