@@ -37,14 +37,19 @@ def _panel_data(tmp_path: Path, csv: Path):
     return build_panel_data(cfg)
 
 
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return _panel_data(tmp_path_factory.mktemp("base"), FIX)
+
+
 def test_default_config_adds_no_source_columns(tmp_path):
     data = build_panel_data(compose_cfg(tmp_path, BASE))
     assert data.features.shape[2] == len(data.feature_names)
     assert not {"macro_dgs10", "news_sentiment_5", "put_call_volume"} & set(data.feature_names)
 
 
-def test_source_columns_enter_the_panel_as_of_each_close(tmp_path):
-    data = _panel_data(tmp_path, FIX)
+def test_source_columns_enter_the_panel_as_of_each_close(base):
+    data = base
     names = list(data.feature_names)
     assert data.features.shape[2] == len(names)
     assert {"macro_dgs10", "news_sentiment_5", "news_count_5", "put_call_volume", "iv_30"} <= set(names)
@@ -98,8 +103,7 @@ def _perturb_after(csv: Path, out: Path, day: str) -> None:
 
 
 @pytest.mark.parametrize("day", ["2018-01-08", "2018-01-10"])
-def test_source_columns_never_use_information_dated_after_the_row(tmp_path, day):
-    base = _panel_data(tmp_path, FIX)
+def test_source_columns_never_use_information_dated_after_the_row(base, tmp_path, day):
     _perturb_after(FIX, tmp_path / "later", day)
     other = _panel_data(tmp_path, tmp_path / "later")
     assert base.feature_names == other.feature_names
