@@ -56,19 +56,19 @@ class WindowGather:
 
     def __call__(self, t: torch.Tensor, s: torch.Tensor) -> Batch:
         dm = self.dm
-        rows = t[:, None] + self.offsets  # [B, L]
-        cols = s[:, None]
-        x = dm.features[rows, cols]  # [B, L, F]
-        x = ((x - self.center) / self.scale).clamp_(-self.clip, self.clip)
+        T, N, F = dm.features.shape
+        # one flat cell index per (window, step): rows of F contiguous floats are copied with index_select,
+        # ~3x faster than advanced indexing with two broadcast index tensors; labels are `take`n likewise
+        cells = (t[:, None] + self.offsets) * N + s[:, None]  # [B, L]
+        x = dm.features.view(T * N, F).index_select(0, cells.reshape(-1)).view(*cells.shape, F)
+        x.sub_(self.center).div_(self.scale).clamp_(-self.clip, self.clip)
         x = torch.nan_to_num_(x, nan=0.0)
-        y_seq = dm.labels[rows, cols]
-        y_past = torch.nan_to_num_((dm.labels_lagged[rows, cols] - self.label_center) / self.label_scale, 0.0)
+        y_seq = torch.take(dm.labels, cells)
+        y_past = torch.take(dm.labels_lagged, cells).sub_(self.label_center).div_(self.label_scale)
+        y_past = torch.nan_to_num_(y_past, 0.0).clamp_(-self.clip, self.clip)
         static = torch.stack([s, dm.sector_of[s]], dim=1)
         known = dm.calendar[t[:, None] + self.known_offsets]
-        return Batch(
-            x, y_seq[:, -1], t, s, static, known, y_past.clamp_(-self.clip, self.clip), y_seq,
-            dm.aux[rows, cols],
-        )  # fmt: skip
+        return Batch(x, y_seq[:, -1], t, s, static, known, y_past, y_seq, torch.take(dm.aux, cells))
 
 
 class WindowDataset(Dataset):

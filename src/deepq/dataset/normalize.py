@@ -39,21 +39,33 @@ def fit_normalizer(
     tradable: np.ndarray,
     method: Method = "robust",
     clip: float = 5.0,
-    max_samples: int = 200_000,
+    max_samples: int = 50_000,
     seed: int = 0,
+    block: int = 16,
 ) -> Normalizer:
-    """Fit on features[rows][tradable] (rows = the training window's dates). Rank needs no fit."""
+    """Fit on features[rows][tradable] (rows = the training window's dates). Rank needs no fit.
+
+    Quantiles come from a seeded random subsample of at most `max_samples` training cells (the standard error
+    of a median from 50,000 draws is under 1 % of a standard deviation), gathered `block` features at a time,
+    so the extra memory is max_samples x block floats, never a copy of the training window."""
     F = features.shape[-1]
     if method in ("rank", "none"):
         return Normalizer(method, np.zeros(F, np.float32), np.ones(F, np.float32), clip)
     t, s = np.nonzero(tradable[rows])
-    if len(t) > max_samples:  # quantiles of a large random subsample are as good and much cheaper
+    if len(t) > max_samples:
         pick = np.sort(np.random.default_rng(seed).choice(len(t), max_samples, replace=False))
         t, s = t[pick], s[pick]
-    sub = features[rows[t], s]  # [M, F], gathered cell by cell: no copy of the training window
-    q25, med, q75 = np.nanpercentile(sub, [25, 50, 75], axis=0) if len(sub) else (np.zeros(F),) * 3
-    iqr = np.where(np.isfinite(q75 - q25) & (q75 - q25 > 1e-12), (q75 - q25) / 1.349, 1.0)
-    return Normalizer(method, np.nan_to_num(med).astype(np.float32), iqr.astype(np.float32), clip)
+    q = np.zeros((3, F))  # q25, median, q75; a feature with no finite value keeps 0 and gets scale 1
+    r = rows[t]
+    for j0 in range(0, F, block):
+        cols = np.ascontiguousarray(features[r, s, j0 : j0 + block].T)  # [block, M], float32
+        for j, col in enumerate(cols, start=j0):
+            finite = col[np.isfinite(col)]
+            if len(finite):
+                q[:, j] = np.percentile(finite, [25, 50, 75])
+    spread = q[2] - q[0]
+    iqr = np.where(spread > 1e-12, spread / 1.349, 1.0)
+    return Normalizer(method, q[1].astype(np.float32), iqr.astype(np.float32), clip)
 
 
 def cross_sectional_rank(features: np.ndarray, tradable: np.ndarray) -> np.ndarray:
