@@ -171,9 +171,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.export and callable(exportable):
         last = folds[-1]
         net, example, net_meta = exportable(data.split_index(last, "test"))
-        formats = list(
-            cfg.get("export_formats") or ()
-        )  # model.pt (TorchScript) always: the registry reads it
+        # model.pt (TorchScript) always, the registry reads it; torch.export / ONNX twins as configured
+        formats = list(cfg.get("export_formats") or ())
         export_all(
             net,
             example,
