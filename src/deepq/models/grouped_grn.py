@@ -16,8 +16,9 @@ gradients), but:
   means, the GLU gradient is one broadcast multiply against [S, Q], and the parameter gradients are batched
   matrix products accumulated per chunk.
 
-Used only to train on CPU in float32 (eager); inference, export (TorchScript/torch.export/ONNX), CUDA and
-torch.compile take the plain path in layers.py, which is the reference this one is tested against.
+Used only to train on CPU in float32 (under torch.compile it runs eagerly behind a graph break: inductor's
+fusion of the plain path was slower than this); inference, export (TorchScript/torch.export/ONNX), CUDA and
+autocast take the plain path in layers.py, which is the reference this one is tested against.
 """
 
 from __future__ import annotations

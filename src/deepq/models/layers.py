@@ -76,9 +76,10 @@ class GroupedScalarGRN(nn.Module):
         return self.combine_plain(x, w)
 
     def fused_applies(self, x: torch.Tensor) -> bool:
-        """The fused path is an eager CPU float32 training kernel; everything else (inference, export, tracing,
-        torch.compile, CUDA, autocast) takes the plain path, which it is tested equal to."""
-        if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        """The fused path is a CPU float32 training kernel (under torch.compile it runs eagerly behind a graph
+        break); everything else (inference, export, tracing, CUDA, autocast) takes the plain path, which it
+        is tested equal to."""
+        if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_exporting():
             return False
         return (
             self.fused
@@ -90,6 +91,7 @@ class GroupedScalarGRN(nn.Module):
         )
 
     @torch.jit.unused
+    @torch.compiler.disable  # under torch.compile: a graph break, the rest of the network is still compiled
     def _combine_fused(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         params = (self.a, self.b, self.w2, self.b2, self.skip_a, self.skip_b, self.gamma, self.beta)
         return grouped_grn_train(x.contiguous(), w.contiguous(), params, self.chunk, self._pool)
