@@ -222,7 +222,6 @@ def main() -> None:
     )
     lgb = dict(max_train_rows=args.max_train_rows, n_jobs=args.n_jobs, n_estimators=300, learning_rate=0.1)
     result: dict[str, float | int | str] = {"folds": len(folds), "features": len(data.feature_names)}
-    result["label"] = args.label
     tasks = args.tasks.split(",")
     json_path = out / "bar.json"
     if json_path.exists():  # several runs (tasks, labels) into one folder add to one record
