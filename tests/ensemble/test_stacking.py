@@ -103,3 +103,32 @@ def test_members_without_the_task_are_dropped(sample_panel):
     stack = Stack([Naive("momentum_20"), Naive("rw_vol"), Naive("ewma_vol")], meta="mean")
     p = run(stack, data, folds)[0]
     assert set(stack.skipped) == {"momentum_20"} and np.isfinite(p.pred).all()
+
+
+class Noisy:
+    """last_return plus a little fixed noise: a member nearly collinear with last_return itself."""
+
+    def __init__(self, seed: int):
+        self.inner, self.name, self.seed = Naive("last_return"), f"noisy_{seed}", seed
+
+    def fit(self, data: PanelData, fold) -> None:
+        self.inner.fit(data, fold)
+
+    def predict(self, data: PanelData, index: np.ndarray) -> Predictions:
+        p = self.inner.predict(data, index)
+        noise = np.random.default_rng(self.seed).normal(0, 1e-4, len(index))
+        return Predictions(p.pred + noise, p.score + noise, p.up, p.extra)
+
+
+def test_nonnegative_weights_keep_collinear_members_from_blowing_up(returns_data):
+    """Two near-copies of one member: unconstrained weights may cancel each other; Breiman's non-negative
+    weights cannot, so the stack's forecasts stay within the members' own spread."""
+    folds = make_folds(returns_data)
+    stack = Stack([Naive("last_return"), Noisy(1), HistoricalMean()], meta="ridge")
+    outs = run(stack, returns_data, folds)
+    _, _, beta, _ = stack._meta_model  # type: ignore[misc]
+    assert (beta >= 0).all()
+    member_spread = np.nanstd(
+        Naive("last_return").predict(returns_data, returns_data.split_index(folds[-1], "test")).pred
+    )
+    assert np.nanstd(outs[-1].pred) <= 1.05 * member_spread

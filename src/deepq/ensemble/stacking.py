@@ -6,7 +6,8 @@ earlier folds only, and only on rows whose labels were fully known before fold k
 (decision date + label span < first test row): it never sees a prediction or a label from the period it
 predicts. The first fold has no history, so it falls back to the plain average of its members.
 
-meta: `ridge` (closed-form ridge on the members' forecasts), `lightgbm` (a small booster), `mean` (plain
+meta: `ridge` (linear on the members' forecasts: non-negative weights by default, Breiman 1996, since
+unconstrained weights on collinear members cancel each other and blow up out of sample), `lightgbm` (a small booster), `mean` (plain
 average) or `rank_mean` (average of per-date cross-sectional ranks of the members' scores).
 Members that do not support the task are dropped with a note in `skipped`; at least one must remain.
 """
@@ -65,13 +66,14 @@ class Stack:
         ridge_alpha: float = 1.0,
         max_meta_rows: int = 200_000,
         seed: int = 0,
+        nonneg: bool = True,
     ):
         if not members:
             raise ValueError(f"{name}: a stack needs at least one member")
         if meta not in ("ridge", "lightgbm", "mean", "rank_mean"):
             raise ValueError(f"{name}: unknown meta {meta!r}; use ridge, lightgbm, mean or rank_mean")
         self.name, self.meta, self.ridge_alpha = name, meta, ridge_alpha
-        self.max_meta_rows, self.seed = max_meta_rows, seed
+        self.max_meta_rows, self.seed, self.nonneg = max_meta_rows, seed, nonneg
         self.members = list(members)
         self.skipped: dict[str, str] = {}
         self.history: dict[int, OOF] = {}
@@ -126,11 +128,17 @@ class Stack:
             targets = np.eye(3)[y.astype(int)] if task == "signal" else y[:, None]
             mu_x, mu_y = x.mean(axis=0), targets.mean(axis=0)
             xc, yc = x - mu_x, targets - mu_y
-            scale = np.maximum(xc.std(axis=0), 1e-12)
-            xs = xc / scale
-            beta = np.linalg.solve(
-                xs.T @ xs + self.ridge_alpha * len(y) * 1e-3 * np.eye(x.shape[1]), xs.T @ yc
-            )
+            if self.nonneg:  # members' forecasts on the label's scale, weights >= 0 (one fit per class)
+                from scipy.optimize import nnls
+
+                scale = np.ones(x.shape[1])
+                beta = np.column_stack([nnls(xc, yc[:, k])[0] for k in range(yc.shape[1])])
+            else:
+                scale = np.maximum(xc.std(axis=0), 1e-12)
+                xs = xc / scale
+                beta = np.linalg.solve(
+                    xs.T @ xs + self.ridge_alpha * len(y) * 1e-3 * np.eye(x.shape[1]), xs.T @ yc
+                )
             self._meta_model = (mu_x, scale, beta, mu_y)
         else:
             import lightgbm as lgb
