@@ -105,3 +105,17 @@ def test_tft_training_gradients_match_plain_path(sample_panel):
             assert a is None and b is None, name
             continue
         assert (a - b).abs().max().item() <= 1e-4 * max(b.abs().max().item(), 1e-3), name
+
+
+def test_cpu_inference_in_row_blocks_equals_one_pass(sample_panel):
+    """Eager no-grad CPU inference runs in cache-sized row blocks: the same numbers as one plain pass (the
+    path TorchScript tracing and every export take), including a last partial block."""
+    m = _grn(5, 8).eval()
+    m.chunk = 64
+    x = _features(sample_panel, 1000, 5)
+    w = torch.softmax(_features(sample_panel, 1000, 5).flip(0), dim=-1)
+    with torch.no_grad():
+        assert m.chunked_applies(x) and not m.chunked_applies(x[:64])
+        blocked = m.combine(x, w)
+        torch.testing.assert_close(blocked, m.combine_plain(x, w), rtol=0, atol=1e-6)
+    assert not m.chunked_applies(x)  # with gradients: the training paths

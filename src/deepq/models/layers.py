@@ -73,7 +73,23 @@ class GroupedScalarGRN(nn.Module):
         """x [N, V] scalars, w [N, V] weights -> sum_v w_v GRN_v(x_v): [N, d_out]."""
         if self.fused_applies(x):
             return self._combine_fused(x, w)
+        if self.chunked_applies(x):
+            return self._combine_chunked(x, w)
         return self.combine_plain(x, w)
+
+    def chunked_applies(self, x: torch.Tensor) -> bool:
+        """Eager CPU inference: the plain path in cache-sized row blocks. One pass over an eval batch makes
+        [V, N, 2d] intermediates of gigabytes that page-fault in; 256-row blocks give the same numbers (bit for
+        bit) about 3x faster. Tracing, export and CUDA keep the single pass."""
+        if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_exporting():
+            return False
+        return not torch.is_grad_enabled() and x.device.type == "cpu" and x.shape[0] > self.chunk
+
+    @torch.jit.unused
+    @torch.compiler.disable
+    def _combine_chunked(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        n = self.chunk
+        return torch.cat([self.combine_plain(x[i : i + n], w[i : i + n]) for i in range(0, x.shape[0], n)])
 
     def fused_applies(self, x: torch.Tensor) -> bool:
         """The fused path is a CPU float32 training kernel (under torch.compile it runs eagerly behind a graph
