@@ -261,9 +261,7 @@ def rolling_quantile(a: np.ndarray, window: int, q: float) -> np.ndarray:
 
 
 def rolling_median(a: np.ndarray, window: int) -> np.ndarray:
-    if window % 2:  # odd window: the middle order statistic, no interpolation
-        return rolling_sorted_apply(a, window, lambda win, _last: [win[..., window // 2].copy()], 1)[0]
-    return rolling_quantile(a, window, 0.5)
+    return rolling_quantile(a, window, 0.5)  # an odd window lands on the middle order statistic exactly
 
 
 def rolling_rank_pct(a: np.ndarray, window: int) -> np.ndarray:

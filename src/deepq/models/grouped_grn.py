@@ -52,7 +52,7 @@ class BufferPool:
         self.free = [*bufs, *self.free][: self.keep]
 
 
-def _chunks(n_rows: int, chunk: int) -> list[tuple[int, int]]:
+def row_chunks(n_rows: int, chunk: int) -> list[tuple[int, int]]:
     return [(n0, min(n0 + chunk, n_rows)) for n0 in range(0, n_rows, chunk)]
 
 
@@ -91,7 +91,7 @@ class GroupedGRNFunction(torch.autograd.Function):
         rstd = x.new_empty(V * N)
         mean = x.new_empty(V, chunk, 1)  # not needed later
         out = x.new_empty(N, d)
-        for n0, n1 in _chunks(N, chunk):
+        for n0, n1 in row_chunks(N, chunk):
             n = n1 - n0
             xv, wv = xt[:, n0:n1, None], wt[:, n0:n1, None]
             E = _plane(e_buf, V, n0, n1, h)
@@ -134,7 +134,7 @@ class GroupedGRNFunction(torch.autograd.Function):
         dgamma = torch.zeros_like(gamma)
         gamma_t, w2_t = gamma.transpose(1, 2), w2.transpose(1, 2)
         dP = x.new_empty(V, min(ctx.chunk, N), 2 * d)
-        for n0, n1 in _chunks(N, ctx.chunk):
+        for n0, n1 in row_chunks(N, ctx.chunk):
             n = n1 - n0
             G = gout[None, n0:n1]  # [1, n, d]
             wv = wt[:, n0:n1, None]

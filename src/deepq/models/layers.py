@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepq.models.grouped_grn import BufferPool, grouped_grn_train
+from deepq.models.grouped_grn import BufferPool, grouped_grn_train, row_chunks
 
 
 def zero_linear(d_in: int, d_out: int) -> nn.Linear:
@@ -81,24 +81,26 @@ class GroupedScalarGRN(nn.Module):
         """Eager CPU inference: the plain path in cache-sized row blocks. One pass over an eval batch makes
         [V, N, 2d] intermediates of gigabytes that page-fault in; 256-row blocks give the same numbers (bit for
         bit) about 3x faster. Tracing, export and CUDA keep the single pass."""
-        if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_exporting():
-            return False
-        return not torch.is_grad_enabled() and x.device.type == "cpu" and x.shape[0] > self.chunk
+        return (
+            not _capturing_graph()
+            and not torch.is_grad_enabled()
+            and x.device.type == "cpu"
+            and x.shape[0] > self.chunk
+        )
 
     @torch.jit.unused
     @torch.compiler.disable
     def _combine_chunked(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        n = self.chunk
-        return torch.cat([self.combine_plain(x[i : i + n], w[i : i + n]) for i in range(0, x.shape[0], n)])
+        blocks = row_chunks(x.shape[0], self.chunk)
+        return torch.cat([self.combine_plain(x[n0:n1], w[n0:n1]) for n0, n1 in blocks])
 
     def fused_applies(self, x: torch.Tensor) -> bool:
         """The fused path is a CPU float32 training kernel (under torch.compile it runs eagerly behind a graph
         break); everything else (inference, export, tracing, CUDA, autocast) takes the plain path, which it
         is tested equal to."""
-        if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_exporting():
-            return False
         return (
-            self.fused
+            not _capturing_graph()
+            and self.fused
             and self.training
             and torch.is_grad_enabled()
             and x.device.type == "cpu"
@@ -119,6 +121,11 @@ class GroupedScalarGRN(nn.Module):
         z = F.layer_norm(torch.addcmul(self.skip_b, xv, self.skip_a) + g, (self.d_out,))
         wv = w.t()[..., None]  # [V, N, 1]
         return (z * (wv * self.gamma)).sum(dim=0) + w @ self.beta
+
+
+def _capturing_graph() -> bool:
+    """TorchScript, tracing or torch.export is recording the network: only the plain path may be recorded."""
+    return torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_exporting()
 
 
 class VariableSelection(nn.Module):
