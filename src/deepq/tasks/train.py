@@ -25,7 +25,6 @@ from deepq.dataset.context import FoldModel, PanelData, Predictions
 from deepq.dataset.folds import Fold
 from deepq.dataset.labels import label_span
 from deepq.evaluation.evaluate import evaluate_run, options_from_config
-from deepq.evaluation.metrics import metrics_table
 from deepq.evaluation.report import write_report
 from deepq.export.program import export_all
 from deepq.export.registry import Registry
@@ -146,11 +145,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
             break
 
     oof = pd.concat(frames, ignore_index=True)
-    per_fold = metrics_table(oof, ("fold", "model"))
-    summary = metrics_table(oof, ("model",))
     eval_node = OmegaConf.to_container(cfg.evaluation, resolve=True) if cfg.get("evaluation") else None
     options = options_from_config(eval_node, int(cfg.get("n_trials") or 1), int(cfg.seed))  # type: ignore[arg-type]
     evaluation = evaluate_run(oof, data, options)
+    per_fold = evaluation.per_fold
+    # the plain all-folds table: the evaluation's per-model summary cut to the per-fold metrics (not recomputed)
+    summary = evaluation.summary[[c for c in per_fold.columns if c != "fold"]].sort_values(
+        "model", ignore_index=True
+    )
     text = verdict(evaluation.summary, model.name, data.task.name)
     fold_plan = pd.DataFrame([f.describe(data.panel.dates) for f in folds])
     print_table(per_fold, "per fold: model vs baselines (out of sample)")
