@@ -77,3 +77,19 @@ def test_memory_is_the_panel_not_the_windows(rng):
     loader = dm.train_dataloader()
     assert dm.features.untyped_storage().nbytes() == x.nbytes  # one copy of the panel, nothing per window
     assert len(loader.dataset) > 0
+
+
+def test_known_future_calendar_follows_the_exchange_past_the_panel_edge(sample_panel):
+    """Past the last session the decoder's calendar is the NYSE's own sessions: New Year's Day is skipped
+    (the fixture ends on Tuesday 2019-12-31), as the recorded sessions skip every holiday inside the panel."""
+    from deepq.dataset.covariates import extend_sessions
+
+    dates = sample_panel.dates
+    assert str(dates[-1]) == "2019-12-31"
+    ext = extend_sessions(dates, 5)
+    np.testing.assert_array_equal(ext[: len(dates)], np.asarray(dates, dtype="datetime64[D]"))
+    assert [str(d) for d in ext[len(dates) :]] == [
+        "2020-01-02", "2020-01-03", "2020-01-06", "2020-01-07", "2020-01-08"
+    ]  # fmt: skip
+    weekdays = extend_sessions(dates, 5, exchange=None)[len(dates) :]
+    assert "2020-01-01" in [str(d) for d in weekdays]  # what the weekday fallback would have fed the decoder

@@ -2,25 +2,45 @@
 
 Calendar channels are known in advance for any session, so a model may read them for the dates after the
 decision date (TFT's decoder does). Past the panel's last session (the live edge) the calendar continues on
-weekdays, which is what the decoder needs for `future_days` steps.
+the exchange's own future sessions (exchange-calendars' XNYS: holidays such as July 4th are skipped, as the
+panel skips them), or on weekdays where exchange-calendars cannot answer. Training never reads those dates
+(a window whose future passes the edge has no label); serving at the edge does, and builds them with this
+same function, so offline and served inputs agree.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from deepq.data.calendar import sessions
+
+log = logging.getLogger(__name__)
+
 CALENDAR_CHANNELS = ("day_of_week", "day_of_month", "month_sin", "month_cos")
 
 
-def extend_sessions(dates: np.ndarray, extra: int) -> np.ndarray:
-    """The panel's sessions plus `extra` following weekdays (holidays unknown past the edge)."""
+def extend_sessions(dates: np.ndarray, extra: int, exchange: str | None = "XNYS") -> np.ndarray:
+    """The panel's sessions plus the `extra` sessions after its last one: `exchange`'s calendar, or the
+    following weekdays when `exchange` is None or exchange-calendars cannot build it."""
     dates = np.asarray(dates, dtype="datetime64[D]")
     if extra <= 0:
         return dates
-    nxt = np.busday_offset(dates[-1], np.arange(1, extra + 1), roll="forward")
-    return np.concatenate([dates, nxt.astype("datetime64[D]")])
+    nxt = np.busday_offset(dates[-1], np.arange(1, extra + 1), roll="forward").astype("datetime64[D]")
+    if exchange:
+        first, last = dates[-1] + 1, dates[-1] + 2 * extra + 14  # weekends and holidays: ample room
+        try:
+            future = sessions(exchange, str(first), str(last))
+        except Exception as e:  # noqa: BLE001 - out of the library's range, or not installed: weekdays
+            log.warning(
+                "no %s calendar after %s (%s): weekdays stand in for sessions", exchange, dates[-1], e
+            )
+        else:
+            if len(future) >= extra:
+                nxt = future[:extra]
+    return np.concatenate([dates, nxt])
 
 
 def calendar_features(dates: np.ndarray) -> np.ndarray:
