@@ -21,11 +21,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from deepq.data.panel import Panel
-from deepq.data.universe import liquidity_mask, membership_mask
-from deepq.dataset.context import direction_from_score, sample_mask
+from deepq.dataset.build import run_features
+from deepq.dataset.context import direction_from_score
 from deepq.dataset.covariates import CALENDAR_CHANNELS, calendar_features, extend_sessions
 from deepq.dataset.normalize import Normalizer, cross_sectional_rank
-from deepq.features.cache import cached_compute_features
 
 
 class InputError(ValueError):
@@ -84,18 +83,10 @@ def _load_panel_features(
 ) -> PanelFeatures:
     data_cfg = OmegaConf.merge(cfg.data, dict(data_overrides or {}))
     panel: Panel = instantiate(data_cfg)
-    specs = instantiate(cfg.features)
-    # the feature store's Parquet cache when the run used one (same values as computing them), else compute
-    features = cached_compute_features(panel, specs, cfg.get("feature_cache_dir"))
-    # the sample mask exactly as deepq.tasks.common.build_panel_data builds it (the parity test guards this)
+    # the features (with any `features.sources` columns) and the sample mask exactly as training built them
+    run = run_features(cfg, panel)
+    features, sample_ok = run.features, run.sample_ok
     present = np.isfinite(panel["close"])
-    tradable = present & panel.mask(tuple(cfg.universe.asset_types))[None, :]
-    if cfg.universe.get("constituents"):
-        tradable &= membership_mask(panel, cfg.universe.constituents)
-    if cfg.universe.get("min_dollar_volume"):
-        window = int(cfg.universe.get("liquidity_window_days") or 63)
-        tradable &= liquidity_mask(panel, float(cfg.universe.min_dollar_volume), window)
-    sample_ok = sample_mask(present, tradable, int(cfg.universe.min_symbol_history))
     if rank:
         features = cross_sectional_rank(features, sample_ok)
     T = len(panel.dates)
@@ -105,7 +96,7 @@ def _load_panel_features(
     return PanelFeatures(
         panel,
         torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)),
-        tuple(s.name for s in specs),
+        run.names,
         window_ok & sample_ok,
     )
 

@@ -1,0 +1,44 @@
+"""A run's features and universe masks from its config: the one place training (tasks/common.py) and
+serving (serve/inputs.py) build them, so a served version sees the columns and cells its run trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from deepq.data.panel import Panel
+from deepq.data.universe import liquidity_mask, membership_mask
+from deepq.dataset.context import sample_mask
+from deepq.features.cache import cached_compute_features
+from deepq.features.sources import append_source_features
+
+
+@dataclass(frozen=True)
+class RunFeatures:
+    features: np.ndarray  # float32 [T, N, F]: the registered features, then `features.sources` columns
+    names: tuple[str, ...]
+    tradable: np.ndarray  # bool [T, N]: a bar, the configured asset types, index member, liquid
+    sample_ok: np.ndarray  # bool [T, N]: tradable with enough history to be a sample
+
+
+def run_features(cfg: DictConfig, panel: Panel) -> RunFeatures:
+    """cfg.features (the feature store's Parquet cache when configured) + cfg.features.sources, and the
+    universe masks of cfg.universe."""
+    specs = instantiate(cfg.features)
+    features = cached_compute_features(panel, specs, cfg.get("feature_cache_dir"))  # rerun reads Parquet
+    # alternative data: `features.sources` (FeatureSource configs, none by default), joined as of each close
+    sources = [instantiate(s) for s in cfg.features.get("sources") or []]
+    features, names = append_source_features(panel, features, tuple(s.name for s in specs), sources)
+    present = np.isfinite(panel["close"])
+    tradable = present & panel.mask(tuple(cfg.universe.asset_types))[None, :]
+    if cfg.universe.get("constituents"):  # point-in-time index membership: no survivorship in what is scored
+        tradable &= membership_mask(panel, cfg.universe.constituents)
+    if cfg.universe.get("min_dollar_volume"):  # trailing median close x volume, causal
+        window = int(cfg.universe.get("liquidity_window_days") or 63)
+        tradable &= liquidity_mask(panel, float(cfg.universe.min_dollar_volume), window)
+    sample_ok = sample_mask(present, tradable, int(cfg.universe.min_symbol_history))
+    return RunFeatures(features, names, tradable, sample_ok)
