@@ -119,3 +119,45 @@ def test_cpu_inference_in_row_blocks_equals_one_pass(sample_panel):
         blocked = m.combine(x, w)
         torch.testing.assert_close(blocked, m.combine_plain(x, w), rtol=0, atol=1e-6)
     assert not m.chunked_applies(x)  # with gradients: the training paths
+
+
+def test_tft_inference_computes_each_distinct_window_step_once(sample_panel, monkeypatch):
+    """Overlapping windows (one symbol, consecutive dates) share steps; eager inference runs the past
+    variable selection once per distinct (step inputs, static ids) row and gives the plain pass's outputs
+    and weights. Export tracing takes the plain pass."""
+    import deepq.models.tft as tft_mod
+    from deepq.models.layers import unique_rows
+
+    torch.manual_seed(0)
+    net = TFTNet(n_features=6, n_outputs=2, lookback=20, n_known=4, future_days=3, n_symbols=4, n_sectors=2)
+    with torch.no_grad():
+        net.proj.weight.normal_()  # the zero-initialised head would make any two paths agree
+    net.eval()
+    T, N, L = 80, 4, 20
+    cells = _features(sample_panel, T * N, 6).view(T, N, 6)
+    calendar = torch.randn(T + 4, 4)
+    t = torch.arange(L - 1, T).repeat(N)
+    s = torch.arange(N).repeat_interleave(T - L + 1)  # symbol by symbol, in date order
+    x = cells[t[:, None] + torch.arange(-L + 1, 1), s[:, None]]
+    static = torch.stack([s, s % 2], dim=1)
+    known = calendar[t[:, None] + torch.arange(-L + 1, 4)]
+
+    calls: list[int] = []
+    real = net.past_select.forward
+    monkeypatch.setattr(net.past_select, "forward", lambda inp, c: calls.append(inp.shape[0]) or real(inp, c))
+    with torch.no_grad():
+        out, weights = net._run(x, static, known)
+        assert calls == [T * N]  # one row per panel cell, not per (window, step): 80 x 4 vs 244 x 20
+        monkeypatch.setattr(tft_mod, "eager_inference", lambda m: False)
+        out_p, weights_p = net._run(x, static, known)
+    torch.testing.assert_close(out, out_p, rtol=0, atol=1e-6)
+    torch.testing.assert_close(weights["past"], weights_p["past"], rtol=0, atol=1e-6)
+    assert out.abs().max() > 0.1
+
+    keys = torch.tensor([[1, 2], [3, 4], [1, 2], [5, 6], [3, 4]], dtype=torch.int32)
+    first, inverse = unique_rows(keys)
+    assert torch.equal(keys[first[inverse]], keys) and sorted(first.tolist()) == [0, 1, 3]
+    from deepq.models import layers
+
+    monkeypatch.setitem(layers._MULTIPLIERS, (2, "cpu"), torch.zeros(2, dtype=torch.int64))
+    assert unique_rows(keys) is None  # every row hashes alike: the check refuses rather than merge them

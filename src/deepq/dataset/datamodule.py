@@ -205,11 +205,12 @@ class PanelDataModule(L.LightningDataModule):
             self.to_device(trainer.strategy.root_device)
 
     def index(self, start: int, stop: int, require_label: bool = True) -> np.ndarray:
-        """[M, 2] (date row, symbol col) of usable windows with decision dates in [start, stop)."""
+        """[M, 2] (date row, symbol col) of usable windows with decision dates in [start, stop), symbol by
+        symbol in date order: consecutive windows then overlap, which evaluation can exploit (TFT)."""
         ok = self.window_ok[start:stop]
         if require_label:
             ok = ok & np.isfinite(self.labels_np[start:stop])
-        t, s = np.nonzero(ok)
+        s, t = np.nonzero(ok.T)
         return np.stack([t + start, s], axis=1)
 
     def set_fold(self, fold: Fold) -> None:

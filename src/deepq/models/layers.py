@@ -128,6 +128,35 @@ def _capturing_graph() -> bool:
     return torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_exporting()
 
 
+def eager_inference(module: nn.Module) -> bool:
+    """Evaluation outside any graph capture or compilation: data-dependent shortcuts are allowed."""
+    return not module.training and not _capturing_graph() and not torch.compiler.is_compiling()
+
+
+_MULTIPLIERS: dict[tuple[int, str], torch.Tensor] = {}
+
+
+def unique_rows(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Distinct rows of an integer matrix [R, K]: (first [U], inverse [R]) with keys[first][inverse] equal to
+    keys, first[u] the first row holding distinct row u. Rows are hashed to int64 (fixed random odd
+    multipliers, sums wrapping) and the result verified row by row; None if two different rows hashed alike.
+    Much faster than torch.unique(dim=0), which sorts rows lexicographically."""
+    R, K = keys.shape
+    mult = _MULTIPLIERS.get((K, str(keys.device)))
+    if mult is None:
+        g = torch.Generator().manual_seed(K)
+        mult = torch.randint(1, 2**62, (K,), generator=g, dtype=torch.int64).bitwise_or_(1).to(keys.device)
+        _MULTIPLIERS[K, str(keys.device)] = mult
+    h = (keys.to(torch.int64) * mult).sum(dim=1)
+    uniq, inverse = torch.unique(h, return_inverse=True)
+    rows = torch.arange(R, device=keys.device)
+    first = torch.full((len(uniq),), R, dtype=torch.int64, device=keys.device)
+    first.scatter_reduce_(0, inverse, rows, reduce="amin")
+    if not torch.equal(keys[first[inverse]], keys):
+        return None
+    return first, inverse
+
+
 class VariableSelection(nn.Module):
     """TFT variable selection over V scalar variables: softmax weights from a GRN over all of them (with an
     optional static context), times each variable's own GRN output. Returns (combined [..., d], weights [..., V])."""

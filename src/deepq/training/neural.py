@@ -103,14 +103,21 @@ class NeuralModel:
 
     @torch.no_grad()
     def predict_outputs(self, index: np.ndarray) -> np.ndarray:
+        """Raw head outputs for the (date row, symbol col) rows of `index`, in its order. Windows are run
+        symbol by symbol in date order (overlapping windows batched together) and put back."""
         assert self.module is not None and self.dm is not None, "fit before predict"
         model = self.module.model.eval()
         device = next(model.parameters()).device
+        order = np.lexsort((index[:, 0], index[:, 1])) if len(index) else np.zeros(0, np.int64)
         outs = [
             model(*(v.to(device) for v in batch_inputs(batch, model.inputs))).float().cpu()
-            for batch in self.dm.loader_for(index)
+            for batch in self.dm.loader_for(index[order])
         ]
-        return torch.cat(outs).numpy() if outs else np.zeros((0, len(model.head.output_names)))
+        if not outs:
+            return np.zeros((0, len(model.head.output_names)))
+        out = np.empty((len(index), outs[0].shape[1]), dtype=np.float32)
+        out[order] = torch.cat(outs).numpy()
+        return out
 
     def predict(self, data: PanelData, index: np.ndarray) -> Predictions:
         assert self.module is not None
