@@ -126,15 +126,19 @@ def train(cfg: DictConfig) -> dict[str, float]:
     frames: list[pd.DataFrame] = []
     for fold in folds:
         seed_everything(cfg.seed + fold.index)
+        t0 = time.perf_counter()
         model.fit(data, fold)
+        t1 = time.perf_counter()
         index = data.split_index(fold, "test")
         frames.append(oof_frame(data, fold, model.name, index, model.predict(data, index)))
+        t2 = time.perf_counter()
         for b in baselines:
             b.fit(data, fold)
             frames.append(oof_frame(data, fold, b.name, index, b.predict(data, index)))
         d = fold.describe(data.panel.dates)
         console.print(
-            f"fold {fold.index}: train {d['train']}  test {d['test']}  scored {len(index):,} stock-days"
+            f"fold {fold.index}: train {d['train']}  test {d['test']}  scored {len(index):,} stock-days  "
+            f"(fit {t1 - t0:.0f} s, predict {t2 - t1:.0f} s, baselines {time.perf_counter() - t2:.0f} s)"
         )
         fold_val = getattr(model, "best_val_loss", {}).get(fold.index, float("nan"))
         if pruner is not None and pruner.report(fold.index, fold_val):
