@@ -12,6 +12,10 @@
    Reports p50/p99 latency, requests/s and predictions/s, and counts 5xx (must be zero). Stops by itself.
    The peer, measured in the same run with the same client: a bare FastAPI endpoint (one POST validating a
    two-field body and returning a constant) under the same uvicorn settings, the floor any REST API pays.
+   Two clients, each over both servers: `raw` (the latency table; what wrk or h2load do: request bytes encoded
+   before the clock starts, one keep-alive socket, responses read by Content-Length; about 20 us of client CPU
+   per request) and `httpx` (a typical Python client, ~1 ms of client CPU per request, which on a 2-core
+   machine competes with the server for the same cores and shows up in the tail).
 Targets (issue 8): p99 < 5 ms for a single prediction on CPU, >= 5,000 predictions/s batched.
 """
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import socket
 import subprocess
@@ -26,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -179,14 +185,105 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", a
 """
 
 
-def bench_bare(client_for, n: int, symbols: list[str], as_of: str) -> None:  # type: ignore[no-untyped-def]
+class RawClient:
+    """A keep-alive HTTP/1.1 client on one socket, as load generators (wrk, h2load) are: `encode` builds a
+    request's bytes before the clock starts, `send` writes them and reads the response by its Content-Length.
+    Its own cost per request is tens of microseconds, so the latency it measures is the server's and the
+    kernel's, not a Python client's."""
+
+    def __init__(self, port: int, headers: dict[str, str]):
+        self.port, self.headers = port, headers
+        self.sock: socket.socket | None = None
+        self.buf = b""
+
+    def __enter__(self) -> RawClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.sock is not None:
+            self.sock.close()
+
+    def encode(self, method: str, path: str, body: object | None = None) -> bytes:
+        data = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
+        head = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{self.port}", f"Content-Length: {len(data)}"]
+        head += [f"{k}: {v}" for k, v in ({"Content-Type": "application/json"} | self.headers).items()]
+        return ("\r\n".join(head) + "\r\n\r\n").encode() + data
+
+    def send(self, request: bytes) -> tuple[int, bytes]:
+        if self.sock is None:
+            self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.sendall(request)
+        while (end := self.buf.find(b"\r\n\r\n")) < 0:
+            self._fill()
+        head = self.buf[:end].split(b"\r\n")
+        status = int(head[0].split(b" ", 2)[1])
+        length = next(
+            (int(h.split(b":", 1)[1]) for h in head[1:] if h.lower().startswith(b"content-length:")), None
+        )
+        if length is None:
+            raise RuntimeError(f"response without Content-Length: {head[:3]!r}")
+        while len(self.buf) < end + 4 + length:
+            self._fill()
+        body, self.buf = self.buf[end + 4 : end + 4 + length], self.buf[end + 4 + length :]
+        return status, body
+
+    def _fill(self) -> None:
+        assert self.sock is not None
+        chunk = self.sock.recv(1 << 20)
+        if not chunk:
+            self.sock.close()
+            self.sock, self.buf = None, b""
+            raise ConnectionError("server closed the connection")
+        self.buf += chunk
+
+
+class HttpxClient:
+    """The same two calls over httpx (a typical Python client): `encode` builds the httpx.Request."""
+
+    def __init__(self, port: int, headers: dict[str, str]):
+        import httpx
+
+        # TCP_NODELAY: without it small POSTs can wait on delayed ACKs, measuring the kernel, not the server
+        nodelay = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30,
+                                   transport=nodelay)  # fmt: skip
+
+    def __enter__(self) -> HttpxClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.close()
+
+    def encode(self, method: str, path: str, body: object | None = None):  # type: ignore[no-untyped-def]
+        return self.client.build_request(method, path, json=body)
+
+    def send(self, request) -> tuple[int, bytes]:  # type: ignore[no-untyped-def]
+        import httpx
+
+        try:
+            r = self.client.send(request)
+        except httpx.TransportError as e:
+            raise ConnectionError(str(e)) from e
+        return r.status_code, r.content
+
+
+CLIENTS = {"raw": RawClient, "httpx": HttpxClient}
+
+
+def get_json(client, path: str) -> tuple[int, Any]:  # type: ignore[no-untyped-def]
+    status, body = client.send(client.encode("GET", path))
+    return status, json.loads(body) if status == 200 else None
+
+
+def bench_bare(client_cls, n: int, symbols: list[str], as_of: str) -> None:  # type: ignore[no-untyped-def]
     """The peer: a bare FastAPI endpoint, same client, same uvicorn settings (http/loop: auto)."""
     port = free_port()
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     server = subprocess.Popen([sys.executable, "-c", BARE_APP, str(port)], env=env, cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
-        with client_for(port) as client:
+        with client_cls(port, {}) as client:
             wait_ready(client, server, "/docs", "bare FastAPI app")
             run_scenario(client, server.pid, "bare FastAPI endpoint", n,
                          lambda i: {"symbols": [symbols[i % len(symbols)]], "as_of": as_of}, 1)  # fmt: skip
@@ -196,14 +293,12 @@ def bench_bare(client_for, n: int, symbols: list[str], as_of: str) -> None:  # t
 
 
 def wait_ready(client, server: subprocess.Popen, path: str, what: str) -> None:  # type: ignore[no-untyped-def]
-    import httpx
-
     deadline = time.time() + 180
     while True:
         try:
-            if client.get(path).status_code == 200:
+            if client.send(client.encode("GET", path))[0] == 200:
                 return
-        except httpx.TransportError:
+        except OSError:  # refused while the server starts
             pass
         if time.time() > deadline or server.poll() is not None:
             raise SystemExit(f"{what} did not become ready")
@@ -211,19 +306,21 @@ def wait_ready(client, server: subprocess.Popen, path: str, what: str) -> None: 
 
 
 def run_scenario(client, pid: int, name: str, n: int, body_for, rows: int) -> int:  # type: ignore[no-untyped-def]
-    """n sequential POSTs after 20 warm-up ones; prints one table row; returns the count of 5xx."""
+    """n sequential POSTs after 20 warm-up ones, their bytes built before the clock starts; prints one table
+    row; returns the count of 5xx."""
     for i in range(min(20, n)):
-        client.post("/v1/predict", json=body_for(i))
+        client.send(client.encode("POST", "/v1/predict", body_for(i)))
+    requests = [client.encode("POST", "/v1/predict", body_for(i)) for i in range(n)]
     times, bad = [], 0
     cpu0 = cpu_seconds(pid)
     t0 = time.perf_counter()
-    for i in range(n):
+    for i, request in enumerate(requests):
         t = time.perf_counter()
-        r = client.post("/v1/predict", json=body_for(i))
+        status, body = client.send(request)
         times.append(time.perf_counter() - t)
-        bad += r.status_code >= 500
-        if r.status_code != 200 and i == 0:
-            print(f"  {name}: HTTP {r.status_code} {r.text[:200]}")
+        bad += status >= 500
+        if status != 200 and i == 0:
+            print(f"  {name}: HTTP {status} {body[:200]!r}")
     wall = time.perf_counter() - t0
     cpu_ms = (cpu_seconds(pid) - cpu0) / n * 1000
     p50, p99 = pct(times)
@@ -232,9 +329,8 @@ def run_scenario(client, pid: int, name: str, n: int, body_for, rows: int) -> in
     return bad
 
 
-def bench_http(registry: str, n_single: int, n_batched: int, instances: int, serve_args: list[str]) -> int:
-    import httpx
-
+def bench_http(registry: str, n_single: int, n_batched: int, instances: int, serve_args: list[str],
+               clients: list[str]) -> int:  # fmt: skip
     port, gport = free_port(), free_port()
     env = os.environ | {"DEEPQ_API_KEY": KEY, "OMP_NUM_THREADS": "1"}
     log = open(tempfile.mkstemp(prefix="bench-serve-", suffix=".log")[1], "w")  # noqa: SIM115 - the server's log
@@ -245,40 +341,37 @@ def bench_http(registry: str, n_single: int, n_batched: int, instances: int, ser
         env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     errors_5xx = 0
+    symbols, as_of = _symbols_and_date(registry)
+    parser = "httptools" if importlib.util.find_spec("httptools") else "h11"
     try:
-        # TCP_NODELAY: without it small POSTs can wait on delayed ACKs, measuring the kernel, not the server
-        def client_for(p: int) -> httpx.Client:
-            nodelay = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
-            return httpx.Client(base_url=f"http://127.0.0.1:{p}", headers={"X-API-Key": KEY}, timeout=30,
-                                transport=nodelay)  # fmt: skip
-
-        with client_for(port) as client:
-            wait_ready(client, server, "/ready", f"deepq serve (log: {log.name})")
-            info = client.get("/v1/models").json()["models"][0]
-            L, F = int(info["lookback"]), len(info["features"])
-            symbols, as_of = _symbols_and_date(registry)
-            parser = "httptools" if importlib.util.find_spec("httptools") else "h11"
-            print(
-                f"\n== HTTP on 127.0.0.1 ({info['ref']}, runtime {info.get('runtime', 'torchscript')}, uvicorn "
-                f"{parser}; {len(symbols)} symbols at {as_of}; sequential keep-alive client)"
-            )
-            print(
-                f"{'scenario':<26}{'requests':>9}{'rows/req':>9}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}{'pred/s':>10}{'5xx':>5}{'srv cpu':>10}{'pred/cpu-s':>12}"
-            )
-            print(
-                "(srv cpu: server-process CPU ms per request; pred/cpu-s: predictions per second of server CPU)"
-            )
-            errors_5xx += run_scenario(client, server.pid, "single symbol", n_single,
-                lambda i: {"symbols": [symbols[i % len(symbols)]], "as_of": as_of, "request_key": f"c{i}"}, 1)  # fmt: skip
-            errors_5xx += run_scenario(client, server.pid, "batch: all symbols", n_batched,
-                                       lambda i: {"symbols": symbols, "as_of": as_of}, len(symbols))  # fmt: skip
-            rng = np.random.default_rng(0)
-            windows = rng.normal(size=(instances, L, F)).round(4).tolist()
-            payload = {"instances": [{"key": str(k), "window": w} for k, w in enumerate(windows)]}
-            if info.get("inputs", ["x"]) == ["x"]:  # multi-input models take symbols + as_of only
-                errors_5xx += run_scenario(client, server.pid, f"batch: {instances} raw windows",
-                                           max(n_batched // 5, 10), lambda i: payload, instances)  # fmt: skip
-        bench_bare(client_for, n_single, symbols, as_of)
+        for kind in clients:
+            client_cls = CLIENTS[kind]
+            with client_cls(port, {"X-API-Key": KEY}) as client:
+                wait_ready(client, server, "/ready", f"deepq serve (log: {log.name})")
+                info = get_json(client, "/v1/models")[1]["models"][0]
+                L, F = int(info["lookback"]), len(info["features"])
+                print(
+                    f"\n== HTTP on 127.0.0.1, {kind} client ({info['ref']}, runtime "
+                    f"{info.get('runtime', 'torchscript')}, uvicorn {parser}; {len(symbols)} symbols at {as_of}; "
+                    "sequential keep-alive requests)"
+                )
+                print(
+                    f"{'scenario':<26}{'requests':>9}{'rows/req':>9}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}{'pred/s':>10}{'5xx':>5}{'srv cpu':>10}{'pred/cpu-s':>12}"
+                )
+                print(
+                    "(srv cpu: server-process CPU ms per request; pred/cpu-s: predictions per second of server CPU)"
+                )
+                errors_5xx += run_scenario(client, server.pid, "single symbol", n_single,
+                    lambda i: {"symbols": [symbols[i % len(symbols)]], "as_of": as_of, "request_key": f"c{i}"}, 1)  # fmt: skip
+                errors_5xx += run_scenario(client, server.pid, "batch: all symbols", n_batched,
+                                           lambda i: {"symbols": symbols, "as_of": as_of}, len(symbols))  # fmt: skip
+                rng = np.random.default_rng(0)
+                windows = rng.normal(size=(instances, L, F)).round(4).tolist()
+                payload = {"instances": [{"key": str(k), "window": w} for k, w in enumerate(windows)]}
+                if info.get("inputs", ["x"]) == ["x"]:  # multi-input models take symbols + as_of only
+                    errors_5xx += run_scenario(client, server.pid, f"batch: {instances} raw windows",
+                                               max(n_batched // 5, 10), lambda i, p=payload: p, instances)  # fmt: skip
+            bench_bare(client_cls, n_single, symbols, as_of)
         errors_5xx += bench_grpc(gport, symbols, as_of, n_single, server.pid)
     finally:
         log.close()
@@ -345,11 +438,15 @@ def main() -> int:
         default=[],
         help="extra `deepq serve` key=value, e.g. runtime=torchscript",
     )
+    p.add_argument(
+        "--client", choices=[*CLIENTS, "both"], default="both", help="HTTP client(s); see the docstring"
+    )
     args = p.parse_args()
     torch.set_num_threads(1)
     registry = ensure_registry(args.registry)
     bench_paths(registry, args.calls)
-    errors = bench_http(registry, args.single, args.batched, args.instances, args.serve_arg)
+    clients = list(CLIENTS) if args.client == "both" else [args.client]
+    errors = bench_http(registry, args.single, args.batched, args.instances, args.serve_arg, clients)
     print(f"\n5xx responses: {errors}")
     return 1 if errors else 0
 
