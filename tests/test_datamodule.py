@@ -93,3 +93,20 @@ def test_known_future_calendar_follows_the_exchange_past_the_panel_edge(sample_p
     ]  # fmt: skip
     weekdays = extend_sessions(dates, 5, exchange=None)[len(dates) :]
     assert "2020-01-01" in [str(d) for d in weekdays]  # what the weekday fallback would have fed the decoder
+
+
+def test_validation_subset_is_whole_symbols_fixed_per_fold(rng):
+    T, N, F = 300, 12, 3
+    feats = rng.normal(size=(T, N, F)).astype(np.float32)
+    labels = rng.normal(size=(T, N)).astype(np.float32)
+    fold = Fold(0, (0, 200), (200, 260), (260, 300))
+    full = PanelDataModule(feats, labels, np.ones((T, N), bool), lookback=20)
+    full.set_fold(fold)
+    dm = PanelDataModule(feats, labels, np.ones((T, N), bool), lookback=20, max_val_samples=150)
+    dm.set_fold(fold)
+    idx = dm.val_index()
+    assert 150 <= len(idx) < len(full.val_index()) == 60 * N
+    kept = np.unique(idx[:, 1])
+    assert len(idx) == 60 * len(kept)  # every window of a chosen symbol, none of the others
+    np.testing.assert_array_equal(dm.val_index(), idx)  # the same rows every epoch
+    assert sum(len(b.y) for b in dm.val_dataloader()) == len(idx)

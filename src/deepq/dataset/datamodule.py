@@ -125,6 +125,7 @@ class PanelDataModule(L.LightningDataModule):
         normalization: Method = "robust",
         clip: float = 5.0,
         max_train_samples: int | None = None,
+        max_val_samples: int | None = None,
         seed: int = 0,
         dates: np.ndarray | None = None,
         sector_ids: np.ndarray | None = None,
@@ -140,6 +141,7 @@ class PanelDataModule(L.LightningDataModule):
         self.lookback, self.batch_size, self.eval_batch_size = lookback, batch_size, eval_batch_size
         self.normalization, self.clip, self.seed = normalization, clip, seed
         self.max_train_samples, self.label_span, self.future_days = max_train_samples, label_span, future_days
+        self.max_val_samples = max_val_samples
         self.tradable = tradable
         present = np.isfinite(features).any(axis=2) if present is None else present
         if normalization == "rank":
@@ -255,7 +257,20 @@ class PanelDataModule(L.LightningDataModule):
         return self._loader(self._shard(self.split_index("train")), train=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self._shard(self.split_index("val")), train=False)
+        return self._loader(self._shard(self.val_index()), train=False)
+
+    def val_index(self) -> np.ndarray:
+        """The validation windows, or with `max_val_samples` those of a seeded random subset of symbols
+        (fixed per fold, so every epoch's val_loss is over the same rows; whole symbols keep consecutive
+        windows together for evaluation that exploits their overlap)."""
+        index = self.split_index("val")
+        if not self.max_val_samples or len(index) <= self.max_val_samples:
+            return index
+        fold = self.fold.index if self.fold else 0
+        symbols, counts = np.unique(index[:, 1], return_counts=True)
+        order = np.random.default_rng(self.seed * 1_000_003 + fold).permutation(len(symbols))
+        n = int(np.searchsorted(np.cumsum(counts[order]), self.max_val_samples)) + 1
+        return index[np.isin(index[:, 1], symbols[order[:n]])]
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.split_index("test"), train=False)
