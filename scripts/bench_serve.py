@@ -268,7 +268,7 @@ class HttpxClient:
         return r.status_code, r.content
 
 
-CLIENTS = {"raw": RawClient, "httpx": HttpxClient}
+CLIENTS: dict[str, type[RawClient] | type[HttpxClient]] = {"raw": RawClient, "httpx": HttpxClient}
 
 
 def get_json(client, path: str) -> tuple[int, Any]:  # type: ignore[no-untyped-def]
