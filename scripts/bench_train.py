@@ -11,6 +11,12 @@ flatters it; pytorch-forecasting is timed with its own TimeSeriesDataSet loader,
     python scripts/bench_train.py                      # CPU, 1 thread, sample panel
     python scripts/bench_train.py --device cuda --threads 8 --steps 200   # on a GPU machine
     python scripts/bench_train.py --only ours --precision bf16 --compile  # scripts/gpu_check.sh uses this
+    python scripts/bench_train.py --only tft --eval-windows 20000 --data shared  # + TFT inference, see below
+
+--eval-windows N also times our TFT's inference over N windows of the panel's last year in evaluation order
+(symbol by symbol, as NeuralModel.predict runs a fold): each distinct window step through the variable
+selection once (the default in eager inference) vs the plain pass over every (window, step) row that tracing
+and export record. Windows per CPU-second, and the largest difference between the two outputs.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from deepq.dataset.labels import forward_return  # noqa: E402
 from deepq.models.deepar import DeepARNet  # noqa: E402
 from deepq.models.heads import DistributionHead, PointHead  # noqa: E402
 from deepq.models.tft import TFTNet  # noqa: E402
-from deepq.training.module import ForecastModule  # noqa: E402
+from deepq.training.module import ForecastModule, batch_inputs  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
@@ -136,6 +142,41 @@ def ours(dm: PanelDataModule, model_name: str, args, device: torch.device) -> di
 
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     return result(*time_steps(step, args.steps, args.warmup, sync), args.batch, net)
+
+
+def tft_eval(dm: PanelDataModule, args) -> dict[str, float]:
+    import deepq.models.tft as tft_mod
+
+    spec = dm.input_spec()
+    torch.manual_seed(0)
+    net = TFTNet(
+        n_features=spec["n_features"], n_outputs=1, lookback=dm.lookback, n_known=spec["n_known"],
+        future_days=dm.future_days, n_symbols=spec["n_symbols"], n_sectors=spec["n_sectors"],
+        hidden_size=args.hidden, n_heads=4, dropout=0.1,
+    ).eval()  # fmt: skip
+    with torch.no_grad():
+        net.proj.weight.normal_()  # the zero-initialised output layer would hide any difference
+    T = dm.features.shape[0]
+    index = dm.index(max(T - 262, dm.lookback), T - 10, require_label=False)[: args.eval_windows]
+    rates, outs = {}, {}
+    for name, distinct in (("distinct rows", True), ("plain pass", False)):
+        saved = tft_mod.eager_inference
+        if not distinct:
+            tft_mod.eager_inference = lambda module: False
+        try:
+            c0, got = time.process_time(), []
+            with torch.no_grad():
+                for batch in dm.loader_for(index):
+                    got.append(net(*batch_inputs(batch, net.inputs)))
+            rates[name] = len(index) / (time.process_time() - c0)
+            outs[name] = torch.cat(got)
+        finally:
+            tft_mod.eager_inference = saved
+    diff = float((outs["distinct rows"] - outs["plain pass"]).abs().max())
+    print(f"TFT inference, {len(index):,} windows of the last year in symbol order, batch {dm.eval_batch_size}: "
+          + ", ".join(f"{k} {v:,.0f} windows per CPU-s" for k, v in rates.items())
+          + f"; {rates['distinct rows'] / rates['plain pass']:.2f}x; max |diff| {diff:.1e}")  # fmt: skip
+    return rates
 
 
 def pf_tft(panel, features, labels, args) -> dict:
@@ -246,6 +287,7 @@ def main() -> None:
     p.add_argument("--compile", action="store_true")
     p.add_argument("--only", default="all", choices=["all", "ours", "tft", "deepar"])
     p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument("--eval-windows", type=int, default=0, help="also time TFT inference over N windows")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -264,6 +306,8 @@ def main() -> None:
           f"batch {args.batch}, lookback {args.lookback}, hidden {args.hidden}, {args.threads} thread(s), "
           f"{device}, {args.precision}{' compile' if args.compile else ''}")  # fmt: skip
     results: dict[str, dict] = {}
+    if args.eval_windows:
+        results["ours_tft_eval"] = tft_eval(dm, args)
     if args.only in ("all", "ours", "tft"):
         results["ours_tft"] = ours(dm, "tft", args, device)
     if args.only in ("all", "tft"):
@@ -273,6 +317,8 @@ def main() -> None:
     if args.only in ("all", "deepar"):
         results["gluonts_deepar"] = gluonts_deepar(F, args)
     for name, r in results.items():
+        if "samples_per_s" not in r:
+            continue
         print(f"{name:16s} {r['samples_per_s']:8.0f} samples/s wall  {r['samples_per_cpu_s']:8.0f} per CPU-s  "
               f"data {100 * r['data_share']:5.1f} % of step  {r['params']:,} parameters")  # fmt: skip
     for ours_name, peer in (("ours_tft", "pf_tft"), ("ours_deepar", "gluonts_deepar")):
