@@ -330,13 +330,14 @@ def run_scenario(client, pid: int, name: str, n: int, body_for, rows: int) -> in
 
 
 def bench_http(registry: str, n_single: int, n_batched: int, instances: int, serve_args: list[str],
-               clients: list[str]) -> int:  # fmt: skip
+               clients: list[str], grpc: bool = True) -> int:  # fmt: skip
     port, gport = free_port(), free_port()
+    serve_args = [*serve_args, f"grpc_port={gport if grpc else 'null'}"]
     env = os.environ | {"DEEPQ_API_KEY": KEY, "OMP_NUM_THREADS": "1"}
     log = open(tempfile.mkstemp(prefix="bench-serve-", suffix=".log")[1], "w")  # noqa: SIM115 - the server's log
     server = subprocess.Popen(
         [sys.executable, "-m", "deepq.cli", "serve", f"registry={registry}", "host=127.0.0.1", f"port={port}",
-         f"grpc_port={gport}", "max_body_bytes=16000000", "max_instances=100000", "prediction_log=null",
+         "max_body_bytes=16000000", "max_instances=100000", "prediction_log=null",
          *serve_args],
         env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
@@ -372,7 +373,8 @@ def bench_http(registry: str, n_single: int, n_batched: int, instances: int, ser
                     errors_5xx += run_scenario(client, server.pid, f"batch: {instances} raw windows",
                                                max(n_batched // 5, 10), lambda i, p=payload: p, instances)  # fmt: skip
             bench_bare(client_cls, n_single, symbols, as_of)
-        errors_5xx += bench_grpc(gport, symbols, as_of, n_single, server.pid)
+        if grpc:
+            errors_5xx += bench_grpc(gport, symbols, as_of, n_single, server.pid)
     finally:
         log.close()
         server.terminate()
@@ -441,12 +443,15 @@ def main() -> int:
     p.add_argument(
         "--client", choices=[*CLIENTS, "both"], default="both", help="HTTP client(s); see the docstring"
     )
+    p.add_argument("--no-grpc", action="store_true", help="serve REST only (no gRPC server in the process)")
     args = p.parse_args()
     torch.set_num_threads(1)
     registry = ensure_registry(args.registry)
     bench_paths(registry, args.calls)
     clients = list(CLIENTS) if args.client == "both" else [args.client]
-    errors = bench_http(registry, args.single, args.batched, args.instances, args.serve_arg, clients)
+    errors = bench_http(
+        registry, args.single, args.batched, args.instances, args.serve_arg, clients, grpc=not args.no_grpc
+    )
     print(f"\n5xx responses: {errors}")
     return 1 if errors else 0
 

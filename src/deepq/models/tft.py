@@ -112,9 +112,8 @@ class TFTNet(nn.Module):
         if not eager_inference(self) or inp.dtype != torch.float32:
             return self.past_select(inp, c_sel[:, None])
         B, L, V = inp.shape
-        ids = static.to(torch.int32).repeat_interleave(
-            L, dim=0
-        )  # the selection context is a function of them
+        # the selection context c_sel is a function of the static ids: they are part of a row's identity
+        ids = static.to(torch.int32).repeat_interleave(L, dim=0)
         found = unique_rows(torch.cat([inp.reshape(B * L, V).view(torch.int32), ids], dim=1))
         if found is None or 2 * len(found[0]) > B * L:  # a hash clash, or too few repeats to pay
             return self.past_select(inp, c_sel[:, None])
