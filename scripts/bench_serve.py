@@ -195,6 +195,7 @@ class RawClient:
         self.port, self.headers = port, headers
         self.sock: socket.socket | None = None
         self.buf = b""
+        self.reconnects = 0  # reported: a reconnect inside the timed loop costs a TCP connect
 
     def __enter__(self) -> RawClient:
         return self
@@ -210,15 +211,24 @@ class RawClient:
 
     def send(self, request: bytes) -> tuple[int, bytes]:
         try:
-            self._connected().sendall(request)
-            while (end := self.buf.find(b"\r\n\r\n")) < 0:
-                self._fill()
+            return self._exchange(request)
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
             # the server closed an idle keep-alive connection (uvicorn: after 5 s): reconnect, send again
+            self.reconnects += 1
             self._close()
-            self._connected().sendall(request)
-            while (end := self.buf.find(b"\r\n\r\n")) < 0:
-                self._fill()
+            return self._exchange(request)
+
+    def _exchange(self, request: bytes) -> tuple[int, bytes]:
+        try:
+            return self._exchange_once(request)
+        except BaseException:
+            self._close()  # never leave half a response in the buffer for the next request to read
+            raise
+
+    def _exchange_once(self, request: bytes) -> tuple[int, bytes]:
+        self._connected().sendall(request)
+        while (end := self.buf.find(b"\r\n\r\n")) < 0:
+            self._fill()
         head = self.buf[:end].split(b"\r\n")
         status = int(head[0].split(b" ", 2)[1])
         length = next(
@@ -334,6 +344,8 @@ def run_scenario(client, pid: int, name: str, n: int, body_for, rows: int) -> in
         if status != 200 and i == 0:
             print(f"  {name}: HTTP {status} {body[:200]!r}")
     wall = time.perf_counter() - t0
+    if getattr(client, "reconnects", 0):
+        print(f"  {name}: {client.reconnects} reconnect(s) so far (idle keep-alive closed by the server)")
     cpu_ms = (cpu_seconds(pid) - cpu0) / n * 1000
     p50, p99 = pct(times)
     print(f"{name:<26}{n:>9}{rows:>9}{p50:>9.2f}{p99:>9.2f}{n / wall:>9.0f}{n * rows / wall:>10,.0f}{bad:>5}"
@@ -344,7 +356,7 @@ def run_scenario(client, pid: int, name: str, n: int, body_for, rows: int) -> in
 def bench_http(registry: str, n_single: int, n_batched: int, instances: int, serve_args: list[str],
                clients: list[str], grpc: bool = True) -> int:  # fmt: skip
     port, gport = free_port(), free_port()
-    serve_args = [*serve_args, f"grpc_port={gport if grpc else 'null'}"]
+    serve_args = [f"grpc_port={gport if grpc else 'null'}", *serve_args]  # the caller's settings win
     env = os.environ | {"DEEPQ_API_KEY": KEY, "OMP_NUM_THREADS": "1"}
     log = open(tempfile.mkstemp(prefix="bench-serve-", suffix=".log")[1], "w")  # noqa: SIM115 - the server's log
     server = subprocess.Popen(

@@ -126,6 +126,7 @@ def test_tft_inference_computes_each_distinct_window_step_once(sample_panel, mon
     variable selection once per distinct (step inputs, static ids) row and gives the plain pass's outputs
     and weights. Export tracing takes the plain pass."""
     import deepq.models.tft as tft_mod
+    from deepq.models import layers
     from deepq.models.layers import unique_rows
 
     torch.manual_seed(0)
@@ -144,12 +145,17 @@ def test_tft_inference_computes_each_distinct_window_step_once(sample_panel, mon
 
     calls: list[int] = []
     real = net.past_select.forward
-    monkeypatch.setattr(net.past_select, "forward", lambda inp, c: calls.append(inp.shape[0]) or real(inp, c))
+    monkeypatch.setattr(
+        net.past_select, "forward", lambda inp, c: calls.append(inp.numel() // inp.shape[-1]) or real(inp, c)
+    )
     with torch.no_grad():
         out, weights = net._run(x, static, known)
         assert calls == [T * N]  # one row per panel cell, not per (window, step): 80 x 4 vs 244 x 20
         monkeypatch.setattr(tft_mod, "eager_inference", lambda m: False)
         out_p, weights_p = net._run(x, static, known)
+    monkeypatch.setattr(tft_mod, "eager_inference", layers.eager_inference)
+    net._run(x[:8], static[:8], known[:8])  # gradients on (saliency): every (window, step) row, plain
+    assert calls[-1] == 8 * L
     torch.testing.assert_close(out, out_p, rtol=0, atol=1e-6)
     torch.testing.assert_close(weights["past"], weights_p["past"], rtol=0, atol=1e-6)
     assert out.abs().max() > 0.1
@@ -157,7 +163,6 @@ def test_tft_inference_computes_each_distinct_window_step_once(sample_panel, mon
     keys = torch.tensor([[1, 2], [3, 4], [1, 2], [5, 6], [3, 4]], dtype=torch.int32)
     first, inverse = unique_rows(keys)
     assert torch.equal(keys[first[inverse]], keys) and sorted(first.tolist()) == [0, 1, 3]
-    from deepq.models import layers
 
     monkeypatch.setitem(layers._MULTIPLIERS, (2, "cpu"), torch.zeros(2, dtype=torch.int64))
     assert unique_rows(keys) is None  # every row hashes alike: the check refuses rather than merge them

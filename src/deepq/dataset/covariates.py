@@ -40,6 +40,9 @@ def extend_sessions(dates: np.ndarray, extra: int, exchange: str | None = "XNYS"
         else:
             if len(future) >= extra:
                 nxt = future[:extra]
+            else:
+                log.warning("%s has %d sessions after %s, %d needed: weekdays stand in", exchange, len(future),
+                            dates[-1], extra)  # fmt: skip
     return np.concatenate([dates, nxt])
 
 

@@ -225,11 +225,16 @@ class PanelDataModule(L.LightningDataModule):
         self.gather = WindowGather(self, self.normalizer, *self.label_stats)
 
     # ---- loaders -------------------------------------------------------------------------------------
-    def _shard(self, index: np.ndarray) -> np.ndarray:
-        """Under DDP each process reads its own slice of the windows (same seed, disjoint rows)."""
+    def _shard(self, index: np.ndarray, contiguous: bool = False) -> np.ndarray:
+        """Under DDP each process reads its own slice of the windows (same seed, disjoint rows): every
+        world-th row, or for evaluation a contiguous block (consecutive windows stay together)."""
         trainer = getattr(self, "trainer", None)
         world = trainer.world_size if trainer is not None else 1
-        return index[trainer.global_rank :: world] if trainer is not None and world > 1 else index
+        if trainer is None or world <= 1:
+            return index
+        if contiguous:
+            return np.array_split(index, world)[trainer.global_rank]
+        return index[trainer.global_rank :: world]
 
     def _loader(self, index: np.ndarray, train: bool) -> DataLoader:
         assert self.gather is not None, "call set_fold(fold) before asking for data"
@@ -257,12 +262,13 @@ class PanelDataModule(L.LightningDataModule):
         return self._loader(self._shard(self.split_index("train")), train=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self._shard(self.val_index()), train=False)
+        return self._loader(self._shard(self.val_index(), contiguous=True), train=False)
 
     def val_index(self) -> np.ndarray:
         """The validation windows, or with `max_val_samples` those of a seeded random subset of symbols
         (fixed per fold, so every epoch's val_loss is over the same rows; whole symbols keep consecutive
-        windows together for evaluation that exploits their overlap)."""
+        windows together for evaluation that exploits their overlap): at least `max_val_samples` windows, at
+        most one symbol's more."""
         index = self.split_index("val")
         if not self.max_val_samples or len(index) <= self.max_val_samples:
             return index

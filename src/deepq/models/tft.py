@@ -8,8 +8,8 @@ static enrichment; interpretable multi-head attention from the K decoder steps o
 a position-wise GRN; the last decoder step feeds the head.
 
 Speed: every per-variable GRN of a selection network is one grouped op (layers.GroupedScalarGRN), not a
-Python loop over variables; in inference each distinct (window step, symbol) row goes through them once
-(`_select_past`). `interpret` returns the variable-selection weights and attention.
+Python loop over variables; in CPU no-grad inference each distinct (window step, symbol) row goes through
+them once (`_select_past`). `interpret` returns the variable-selection weights and attention.
 """
 
 from __future__ import annotations
@@ -108,8 +108,16 @@ class TFTNet(nn.Module):
         """Past variable selection, [B, L, V] -> ([B, L, d], [B, L, V]): a function of one (window, step) row
         and the window's static ids only. In eager inference each distinct row is computed once: windows of
         one symbol on consecutive dates share L - 1 steps, so a fold's windows in symbol order run the V
-        per-variable GRNs (most of a TFT's cost) about L times less often, with the same values."""
-        if not eager_inference(self) or inp.dtype != torch.float32:
+        per-variable GRNs (most of a TFT's cost) about L times less often, with the same values up to float
+        rounding (the matrix products see other row counts)."""
+        # no-grad only (a row's input gradient would all go to its first window); CPU float32 only (untested
+        # on CUDA, where unique/equal add host syncs)
+        if (
+            not eager_inference(self)
+            or torch.is_grad_enabled()
+            or inp.device.type != "cpu"
+            or inp.dtype != torch.float32
+        ):
             return self.past_select(inp, c_sel[:, None])
         B, L, V = inp.shape
         # the selection context c_sel is a function of the static ids: they are part of a row's identity
