@@ -11,7 +11,7 @@ flatters it; pytorch-forecasting is timed with its own TimeSeriesDataSet loader,
     python scripts/bench_train.py                      # CPU, 1 thread, sample panel
     python scripts/bench_train.py --device cuda --threads 8 --steps 200   # on a GPU machine
     python scripts/bench_train.py --only ours --precision bf16 --compile  # scripts/gpu_check.sh uses this
-    python scripts/bench_train.py --only tft --eval-windows 20000 --data shared  # + TFT inference, see below
+    python scripts/bench_train.py --only none --eval-windows 20000 --data shared  # TFT inference only
 
 --eval-windows N also times our TFT's inference over N windows of the panel's last year in evaluation order
 (symbol by symbol, as NeuralModel.predict runs a fold): each distinct window step through the variable
@@ -285,7 +285,7 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--compile", action="store_true")
-    p.add_argument("--only", default="all", choices=["all", "ours", "tft", "deepar"])
+    p.add_argument("--only", default="all", choices=["all", "ours", "tft", "deepar", "none"])
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--eval-windows", type=int, default=0, help="also time TFT inference over N windows")
     args = p.parse_args()
