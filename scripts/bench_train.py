@@ -101,15 +101,21 @@ def result(sec: float, cpu: float, share: float, batch: int, model: torch.nn.Mod
     }
 
 
+def our_tft(dm: PanelDataModule, args) -> TFTNet:
+    spec = dm.input_spec()
+    return TFTNet(
+        n_features=spec["n_features"], n_outputs=1, lookback=dm.lookback, n_known=spec["n_known"],
+        future_days=dm.future_days, n_symbols=spec["n_symbols"], n_sectors=spec["n_sectors"],
+        hidden_size=args.hidden, n_heads=4, dropout=0.1,
+    )  # fmt: skip
+
+
 def ours(dm: PanelDataModule, model_name: str, args, device: torch.device) -> dict:
     spec = dm.input_spec()
+    net: torch.nn.Module
     if model_name == "tft":
-        head = PointHead()
-        net = TFTNet(
-            n_features=spec["n_features"], n_outputs=1, lookback=dm.lookback, n_known=spec["n_known"],
-            future_days=dm.future_days, n_symbols=spec["n_symbols"], n_sectors=spec["n_sectors"],
-            hidden_size=args.hidden, n_heads=4, dropout=0.1,
-        )  # fmt: skip
+        head: PointHead | DistributionHead = PointHead()
+        net = our_tft(dm, args)
     else:
         head = DistributionHead("student_t")
         net = DeepARNet(spec["n_features"], 3, spec["n_symbols"], spec["n_sectors"], hidden_size=args.hidden)
@@ -145,33 +151,21 @@ def ours(dm: PanelDataModule, model_name: str, args, device: torch.device) -> di
 
 
 def tft_eval(dm: PanelDataModule, args) -> dict[str, float]:
-    import deepq.models.tft as tft_mod
-
-    spec = dm.input_spec()
     torch.manual_seed(0)
-    net = TFTNet(
-        n_features=spec["n_features"], n_outputs=1, lookback=dm.lookback, n_known=spec["n_known"],
-        future_days=dm.future_days, n_symbols=spec["n_symbols"], n_sectors=spec["n_sectors"],
-        hidden_size=args.hidden, n_heads=4, dropout=0.1,
-    ).eval()  # fmt: skip
+    net = our_tft(dm, args).eval()
     with torch.no_grad():
         net.proj.weight.normal_()  # the zero-initialised output layer would hide any difference
     T = dm.features.shape[0]
     index = dm.index(max(T - 262, dm.lookback), T - 10, require_label=False)[: args.eval_windows]
     rates, outs = {}, {}
     for name, distinct in (("distinct rows", True), ("plain pass", False)):
-        saved = tft_mod.eager_inference
-        if not distinct:
-            tft_mod.eager_inference = lambda module: False
-        try:
-            c0, got = time.process_time(), []
-            with torch.no_grad():
-                for batch in dm.loader_for(index):
-                    got.append(net(*batch_inputs(batch, net.inputs)))
-            rates[name] = len(index) / (time.process_time() - c0)
-            outs[name] = torch.cat(got)
-        finally:
-            tft_mod.eager_inference = saved
+        net.distinct_rows = distinct
+        c0, got = time.process_time(), []
+        with torch.no_grad():
+            for batch in dm.loader_for(index):
+                got.append(net(*batch_inputs(batch, net.inputs)))
+        rates[name] = len(index) / (time.process_time() - c0)
+        outs[name] = torch.cat(got)
     diff = float((outs["distinct rows"] - outs["plain pass"]).abs().max())
     print(f"TFT inference, {len(index):,} windows of the last year in symbol order, batch {dm.eval_batch_size}: "
           + ", ".join(f"{k} {v:,.0f} windows per CPU-s" for k, v in rates.items())

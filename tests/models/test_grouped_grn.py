@@ -125,7 +125,6 @@ def test_tft_inference_computes_each_distinct_window_step_once(sample_panel, mon
     """Overlapping windows (one symbol, consecutive dates) share steps; eager inference runs the past
     variable selection once per distinct (step inputs, static ids) row and gives the plain pass's outputs
     and weights. Export tracing takes the plain pass."""
-    import deepq.models.tft as tft_mod
     from deepq.models import layers
     from deepq.models.layers import unique_rows
 
@@ -151,9 +150,9 @@ def test_tft_inference_computes_each_distinct_window_step_once(sample_panel, mon
     with torch.no_grad():
         out, weights = net._run(x, static, known)
         assert calls == [T * N]  # one row per panel cell, not per (window, step): 80 x 4 vs 244 x 20
-        monkeypatch.setattr(tft_mod, "eager_inference", lambda m: False)
+        net.distinct_rows = False
         out_p, weights_p = net._run(x, static, known)
-    monkeypatch.setattr(tft_mod, "eager_inference", layers.eager_inference)
+    net.distinct_rows = True
     net._run(x[:8], static[:8], known[:8])  # gradients on (saliency): every (window, step) row, plain
     assert calls[-1] == 8 * L
     torch.testing.assert_close(out, out_p, rtol=0, atol=1e-6)

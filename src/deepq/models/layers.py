@@ -81,12 +81,7 @@ class GroupedScalarGRN(nn.Module):
         """Eager CPU inference: the plain path in cache-sized row blocks. One pass over an eval batch makes
         [V, N, 2d] intermediates of gigabytes that page-fault in; 256-row blocks give the same numbers (bit for
         bit) about 3x faster. Tracing, export and CUDA keep the single pass."""
-        return (
-            not _capturing_graph()
-            and not torch.is_grad_enabled()
-            and x.device.type == "cpu"
-            and x.shape[0] > self.chunk
-        )
+        return cpu_inference(x) and x.shape[0] > self.chunk
 
     @torch.jit.unused
     @torch.compiler.disable
@@ -128,9 +123,10 @@ def _capturing_graph() -> bool:
     return torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_exporting()
 
 
-def eager_inference(module: nn.Module) -> bool:
-    """Evaluation outside any graph capture or compilation: data-dependent shortcuts are allowed."""
-    return not module.training and not _capturing_graph() and not torch.compiler.is_compiling()
+def cpu_inference(x: torch.Tensor) -> bool:
+    """Eager no-grad CPU evaluation outside any graph capture: where the data-dependent shortcuts (row blocks,
+    distinct rows) may run; tracing, export, CUDA and anything taking gradients keep the plain pass."""
+    return not _capturing_graph() and not torch.is_grad_enabled() and x.device.type == "cpu"
 
 
 _MULTIPLIERS: dict[tuple[int, str], torch.Tensor] = {}

@@ -23,7 +23,7 @@ from deepq.models.layers import (
     InterpretableAttention,
     StaticEmbedding,
     VariableSelection,
-    eager_inference,
+    cpu_inference,
     unique_rows,
     zero_linear,
 )
@@ -49,6 +49,7 @@ class TFTNet(nn.Module):
         super().__init__()
         d = hidden_size
         self.L, self.K, self.n_known, self.use_static = lookback, future_days, n_known, use_static
+        self.distinct_rows = True  # CPU inference: each distinct past row through variable selection once
         self.static_embed = StaticEmbedding(n_symbols, n_sectors, d)
         self.static_select = GRN(2 * d, d, 2, dropout=dropout)
         self.static_grn = GRN(d, d, d, dropout=dropout)
@@ -111,11 +112,12 @@ class TFTNet(nn.Module):
         per-variable GRNs (most of a TFT's cost) about L times less often, with the same values up to float
         rounding (the matrix products see other row counts)."""
         # no-grad only (a row's input gradient would all go to its first window); CPU float32 only (untested
-        # on CUDA, where unique/equal add host syncs)
+        # on CUDA, where unique/equal add host syncs); never while training or compiling
         if (
-            not eager_inference(self)
-            or torch.is_grad_enabled()
-            or inp.device.type != "cpu"
+            not self.distinct_rows
+            or self.training
+            or torch.compiler.is_compiling()
+            or not cpu_inference(inp)
             or inp.dtype != torch.float32
         ):
             return self.past_select(inp, c_sel[:, None])
