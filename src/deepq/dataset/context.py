@@ -63,6 +63,16 @@ def sample_mask(present: np.ndarray, tradable: np.ndarray, min_symbol_history: i
     return ok
 
 
+def window_ends(present: np.ndarray, lookback: int) -> np.ndarray:
+    """bool [T, N]: a `lookback`-session window ending at (t, s) is usable, i.e. the symbol has a bar at both
+    its first and its last session (what the datamodule trains on and the server answers)."""
+    T = present.shape[0]
+    ok = np.zeros_like(present, dtype=bool)
+    if lookback <= T:
+        ok[lookback - 1 :] = present[lookback - 1 :] & present[: T - lookback + 1]
+    return ok
+
+
 @dataclass(frozen=True)
 class Predictions:
     """A model's forecasts for an index: `pred` on the label's scale (NaN if none), `score` for ranking

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from deepq.dataset.context import window_ends
 from deepq.dataset.covariates import CALENDAR_CHANNELS, calendar_features, extend_sessions
 from deepq.dataset.folds import Fold
 from deepq.dataset.normalize import (
@@ -162,11 +163,7 @@ class PanelDataModule(L.LightningDataModule):
         self.calendar = torch.from_numpy(calendar_features(extend_sessions(dates, future_days)))
         self.sector_of = torch.as_tensor(np.zeros(N, np.int64) if sector_ids is None else sector_ids)
         self.n_symbols, self.n_sectors = N, int(self.sector_of.max()) + 1 if N else 1
-        # a window is usable when the symbol has a bar at both its first and last session
-        window_ok = np.zeros((T, N), dtype=bool)
-        if lookback <= T:
-            window_ok[lookback - 1 :] = present[lookback - 1 :] & present[: T - lookback + 1]
-        self.window_ok = window_ok & tradable
+        self.window_ok = window_ends(present, lookback) & tradable
         self.device = torch.device("cpu")
         self.fold: Fold | None = None
         self.normalizer: Normalizer | None = None

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from deepq.data.panel import Panel
 from deepq.dataset.build import run_features
-from deepq.dataset.context import direction_from_score
+from deepq.dataset.context import direction_from_score, window_ends
 from deepq.dataset.covariates import CALENDAR_CHANNELS, calendar_features, extend_sessions
 from deepq.dataset.normalize import Normalizer, cross_sectional_rank
 
@@ -86,18 +86,13 @@ def _load_panel_features(
     # the features (with any `features.sources` columns) and the sample mask exactly as training built them
     run = run_features(cfg, panel)
     features, sample_ok = run.features, run.sample_ok
-    present = np.isfinite(panel["close"])
     if rank:
         features = cross_sectional_rank(features, sample_ok)
-    T = len(panel.dates)
-    window_ok = np.zeros_like(sample_ok)
-    if lookback <= T:
-        window_ok[lookback - 1 :] = present[lookback - 1 :] & present[: T - lookback + 1]
     return PanelFeatures(
         panel,
         torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)),
         run.names,
-        window_ok & sample_ok,
+        window_ends(np.isfinite(panel["close"]), lookback) & sample_ok,
     )
 
 
