@@ -158,8 +158,12 @@ def test_ab_split_follows_weights_and_is_sticky(served):
     assert roles[("shadow", "lstm_returns:3")] == n and roles[("primary", "lstm_returns:2")] == versions[2]
 
 
-def test_models_and_metrics_endpoints(served):
+def test_models_and_metrics_endpoints(served, oof):
     client, _, _ = served
+    # this test's own traffic for the counters below (under xdist the other tests may run elsewhere)
+    body = {"symbols": ["AAPL"], "as_of": str(pd.Timestamp(sorted(oof["date"].unique())[-1]).date())}
+    assert client.post("/v1/predict", json=body).status_code == 401
+    assert client.post("/v1/predict", json=body, headers=H).status_code == 200
     models = client.get("/v1/models", headers=H).json()
     refs = {m["ref"]: m for m in models["models"]}
     assert (
