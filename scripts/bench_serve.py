@@ -215,29 +215,25 @@ class RawClient:
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
             # the server closed an idle keep-alive connection (uvicorn: after 5 s): reconnect, send again
             self.reconnects += 1
-            self._close()
             return self._exchange(request)
 
     def _exchange(self, request: bytes) -> tuple[int, bytes]:
         try:
-            return self._exchange_once(request)
+            self._connected().sendall(request)
+            while (end := self.buf.find(b"\r\n\r\n")) < 0:
+                self._fill()
+            head = self.buf[:end].split(b"\r\n")
+            status = int(head[0].split(b" ", 2)[1])
+            length = next(
+                (int(h.split(b":", 1)[1]) for h in head[1:] if h.lower().startswith(b"content-length:")), None
+            )
+            if length is None:
+                raise RuntimeError(f"response without Content-Length: {head[:3]!r}")
+            while len(self.buf) < end + 4 + length:
+                self._fill()
         except BaseException:
             self._close()  # never leave half a response in the buffer for the next request to read
             raise
-
-    def _exchange_once(self, request: bytes) -> tuple[int, bytes]:
-        self._connected().sendall(request)
-        while (end := self.buf.find(b"\r\n\r\n")) < 0:
-            self._fill()
-        head = self.buf[:end].split(b"\r\n")
-        status = int(head[0].split(b" ", 2)[1])
-        length = next(
-            (int(h.split(b":", 1)[1]) for h in head[1:] if h.lower().startswith(b"content-length:")), None
-        )
-        if length is None:
-            raise RuntimeError(f"response without Content-Length: {head[:3]!r}")
-        while len(self.buf) < end + 4 + length:
-            self._fill()
         body, self.buf = self.buf[end + 4 : end + 4 + length], self.buf[end + 4 + length :]
         return status, body
 
