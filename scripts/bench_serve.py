@@ -342,11 +342,16 @@ def run_scenario(client, pid: int, name: str, n: int, body_for, rows: int) -> in
     wall = time.perf_counter() - t0
     if getattr(client, "reconnects", 0):
         print(f"  {name}: {client.reconnects} reconnect(s) so far (idle keep-alive closed by the server)")
-    cpu_ms = (cpu_seconds(pid) - cpu0) / n * 1000
+    print_row(name, rows, times, wall, bad, (cpu_seconds(pid) - cpu0) / n * 1000)
+    return bad
+
+
+def print_row(name: str, rows: int, times: list[float], wall: float, bad: int, cpu_ms: float) -> None:
+    """One scenario's line of the HTTP/gRPC table (columns as printed by bench_http)."""
+    n = len(times)
     p50, p99 = pct(times)
     print(f"{name:<26}{n:>9}{rows:>9}{p50:>9.2f}{p99:>9.2f}{n / wall:>9.0f}{n * rows / wall:>10,.0f}{bad:>5}"
           f"{cpu_ms:>10.2f}{1000 / max(cpu_ms, 1e-9) * rows:>12,.0f}")  # fmt: skip
-    return bad
 
 
 def bench_http(registry: str, n_single: int, n_batched: int, instances: int, serve_args: list[str],
@@ -426,11 +431,7 @@ def bench_grpc(port: int, symbols: list[str], as_of: str, n: int, pid: int) -> i
                 stub.Predict(req, metadata=md, timeout=30)
                 times.append(time.perf_counter() - t)
             wall = time.perf_counter() - t0
-            cpu_ms = (cpu_seconds(pid) - cpu0) / count * 1000
-            rows = len(syms or [0])
-            p50, p99 = pct(times)
-            print(f"{scenario:<26}{count:>9}{rows:>9}{p50:>9.2f}{p99:>9.2f}{count / wall:>9.0f}{count * rows / wall:>10,.0f}{0:>5}"
-                  f"{cpu_ms:>10.2f}{1000 / max(cpu_ms, 1e-9) * rows:>12,.0f}")  # fmt: skip
+            print_row(scenario, len(syms or [0]), times, wall, 0, (cpu_seconds(pid) - cpu0) / count * 1000)
     return 0
 
 

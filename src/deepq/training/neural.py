@@ -108,7 +108,7 @@ class NeuralModel:
         assert self.module is not None and self.dm is not None, "fit before predict"
         model = self.module.model.eval()
         device = next(model.parameters()).device
-        order = np.lexsort((index[:, 0], index[:, 1])) if len(index) else np.zeros(0, np.int64)
+        order = np.lexsort((index[:, 0], index[:, 1]))
         outs = [
             model(*(v.to(device) for v in batch_inputs(batch, model.inputs))).float().cpu()
             for batch in self.dm.loader_for(index[order])
