@@ -180,12 +180,16 @@ class Boosted:
         task = data.task.name
         check_task(self.name, task, TASKS)
         kind = self._kind(task)
-        idx = subsample(data.split_index(fold, "train"), self.max_train_rows, self.seed + fold.index)
+        labels = data.fold_labels(fold)  # the training target (task.target), fitted on this fold's rows
+        ok = np.isfinite(labels)
+        idx = data.split_index(fold, "train")
+        idx = subsample(idx[ok[idx[:, 0], idx[:, 1]]], self.max_train_rows, self.seed + fold.index)
         vidx = data.split_index(fold, "val")
+        vidx = vidx[ok[vidx[:, 0], vidx[:, 1]]]
         if len(idx) == 0 or len(vidx) == 0:
             raise ValueError(f"{self.name}: fold {fold.index} has {len(idx)} train and {len(vidx)} val rows")
         x, xv = self.design(data, idx), self.design(data, vidx)
-        y, yv = targets(data, idx), targets(data, vidx)
+        y, yv = targets(data, idx, labels), targets(data, vidx, labels)
         if kind in ("binary", "multiclass"):
             y, yv = y.astype(int), yv.astype(int)
         cat = [x.shape[1] - 1] if self.use_sector else []

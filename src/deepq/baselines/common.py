@@ -59,8 +59,9 @@ def subsample(index: np.ndarray, max_rows: int | None, seed: int) -> np.ndarray:
     return index[keep]
 
 
-def targets(data: PanelData, index: np.ndarray) -> np.ndarray:
-    return data.labels[index[:, 0], index[:, 1]]
+def targets(data: PanelData, index: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+    """The label (or a fold's training target, `PanelData.fold_labels`) at each cell of `index`."""
+    return (data.labels if labels is None else labels)[index[:, 0], index[:, 1]]
 
 
 def from_point(task: str, value: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> Predictions:

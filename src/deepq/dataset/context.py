@@ -8,13 +8,14 @@ cells, so comparisons are fair by construction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from deepq.data.panel import Panel
 from deepq.dataset.folds import Fold
+from deepq.dataset.targets import TargetContext, TargetPipeline
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class PanelData:
     tradable: np.ndarray  # bool [T, N]: in the universe with a bar that day
     sample_ok: np.ndarray  # bool [T, N]: tradable and with enough history to be a sample
     task: TaskSpec
+    target: TargetPipeline = field(default_factory=TargetPipeline)  # what training fits (task.target)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -51,6 +53,24 @@ class PanelData:
     def split_index(self, fold: Fold, split: str) -> np.ndarray:
         seg = {"train": fold.train, "val": fold.val, "test": fold.test}[split]
         return self.index(*seg)
+
+    @property
+    def target_span(self) -> int:
+        """Sessions after t that the training target of t reads: what folds purge and lagged targets wait."""
+        return self.target.span(self.task.horizon_days, self.task.name)
+
+    def fold_labels(self, fold: Fold) -> np.ndarray:
+        """[T, N] training target of a fold (`task.target` fitted on its training rows; the raw label when
+        none is configured). Scoring never reads it: evaluation uses `labels` and `y_ret`."""
+        if not self.target.steps:
+            return self.labels
+        ctx = TargetContext(
+            self.panel,
+            self.sample_ok & np.isfinite(self.labels),
+            self.task.horizon_days,
+            self.task.execution,  # type: ignore[arg-type]
+        )
+        return self.target.fold_target(self.labels, fold.train, ctx)
 
 
 def sample_mask(present: np.ndarray, tradable: np.ndarray, min_symbol_history: int) -> np.ndarray:

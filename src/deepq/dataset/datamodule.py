@@ -149,12 +149,8 @@ class PanelDataModule(L.LightningDataModule):
             features = cross_sectional_rank(features, tradable)
         self.features_np = features
         self.features = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
-        self.labels_np = labels
-        self.labels = torch.from_numpy(labels.astype(np.float32))
-        lagged = np.full((T, N), np.nan, np.float32)  # label of t - span, the latest one fully known at t
-        if label_span < T:
-            lagged[label_span:] = labels[: T - label_span]
-        self.labels_lagged = torch.from_numpy(lagged)
+        self.device = torch.device("cpu")
+        self._set_labels(labels)
         self.aux = torch.from_numpy(
             np.full((T, N), np.nan, np.float32) if aux is None else aux.astype(np.float32)
         )
@@ -164,7 +160,6 @@ class PanelDataModule(L.LightningDataModule):
         self.sector_of = torch.as_tensor(np.zeros(N, np.int64) if sector_ids is None else sector_ids)
         self.n_symbols, self.n_sectors = N, int(self.sector_of.max()) + 1 if N else 1
         self.window_ok = window_ends(present, lookback) & tradable
-        self.device = torch.device("cpu")
         self.fold: Fold | None = None
         self.normalizer: Normalizer | None = None
         self.label_stats: tuple[float, float] = (0.0, 1.0)
@@ -212,7 +207,23 @@ class PanelDataModule(L.LightningDataModule):
         s, t = np.nonzero(ok.T)
         return np.stack([t + start, s], axis=1)
 
-    def set_fold(self, fold: Fold) -> None:
+    def _set_labels(self, labels: np.ndarray) -> None:
+        """The training target every split reads (and its copy lagged by the label span, a past input)."""
+        T, N = labels.shape
+        self.labels_np = labels
+        self.labels = torch.from_numpy(labels.astype(np.float32)).to(self.device)
+        lagged = np.full((T, N), np.nan, np.float32)  # label of t - span, the latest one fully known at t
+        if self.label_span < T:
+            lagged[self.label_span :] = labels[: T - self.label_span]
+        self.labels_lagged = torch.from_numpy(lagged).to(self.device)
+
+    def set_fold(self, fold: Fold, labels: np.ndarray | None = None) -> None:
+        """Fit the fold's normaliser and label scale on its training rows. `labels`: the fold's training
+        target (`PanelData.fold_labels`, e.g. a per-date rank), replacing the one the datamodule holds."""
+        if labels is not None:
+            if labels.shape != self.labels_np.shape:
+                raise ValueError(f"fold labels have shape {labels.shape}, expected {self.labels_np.shape}")
+            self._set_labels(labels)
         self.fold = fold
         rows = np.arange(*fold.train)
         self.normalizer = fit_normalizer(

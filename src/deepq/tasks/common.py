@@ -11,7 +11,20 @@ from omegaconf import DictConfig
 from deepq.dataset.build import run_features
 from deepq.dataset.context import FoldModel, PanelData, TaskSpec
 from deepq.dataset.labels import forward_return, make_labels
+from deepq.dataset.targets import TargetPipeline
 from deepq.training.neural import NeuralModel
+
+
+def target_pipeline(cfg: DictConfig) -> TargetPipeline:
+    """`task.target`: the training target's processors, in order (none = the raw label)."""
+    return TargetPipeline(tuple(instantiate(step) for step in cfg.task.get("target") or ()))
+
+
+def purge_days(cfg: DictConfig) -> int:
+    """Sessions purged between fold segments: `split.purge_days`, never less than the training target's span
+    (so no training or validation target reaches into what follows it)."""
+    span = target_pipeline(cfg).span(int(cfg.task.horizon_days), str(cfg.task.name))
+    return max(int(cfg.split.get("purge_days") or 0), span)
 
 
 def build_panel_data(cfg: DictConfig) -> PanelData:
@@ -22,7 +35,9 @@ def build_panel_data(cfg: DictConfig) -> PanelData:
     label_kwargs: dict[str, Any] = dict(cfg.task.get("label_kwargs") or {})
     labels = make_labels(panel, task.name, task.horizon_days, task.execution, **label_kwargs)  # type: ignore[arg-type]
     y_ret = forward_return(panel, task.horizon_days, task.execution)  # type: ignore[arg-type]
-    return PanelData(panel, run.features, run.names, labels, y_ret, run.tradable, run.sample_ok, task)
+    target = target_pipeline(cfg)
+    target.check_task(task.name)
+    return PanelData(panel, run.features, run.names, labels, y_ret, run.tradable, run.sample_ok, task, target)
 
 
 def build_model(cfg: DictConfig) -> FoldModel:

@@ -18,11 +18,10 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from deepq.dataset.labels import label_span
 from deepq.evaluation.evaluate import evaluate_run, options_from_config
 from deepq.evaluation.leaderboard import find_runs, leaderboard, write_leaderboard
 from deepq.evaluation.report import write_report
-from deepq.tasks.common import build_panel_data
+from deepq.tasks.common import build_panel_data, purge_days
 from deepq.tasks.hydra_utils import register_resolvers
 from deepq.utils.io import write_json_atomic, write_parquet_atomic
 
@@ -34,7 +33,7 @@ def reevaluate(run_dir: Path) -> None:
     cfg = OmegaConf.load(run_dir / "config.yaml")
     assert isinstance(cfg, DictConfig)
     data = build_panel_data(cfg)
-    purge = cfg.split.purge_days or label_span(data.task.horizon_days, data.task.name)
+    purge = purge_days(cfg)
     folds = instantiate(cfg.split)(
         dates=data.panel.dates, purge_days=purge, min_history_days=cfg.universe.min_history_days
     )

@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.table import Table
 
 from deepq.dataset.folds import Fold
-from deepq.dataset.labels import label_span
 from deepq.evaluation.report import fold_plan_figure
+from deepq.tasks.common import purge_days
 from deepq.tasks.hydra_utils import CONFIG_DIR
 from deepq.utils.io import write_atomic
 
@@ -28,7 +28,7 @@ console = Console()
 
 def plan(cfg: DictConfig) -> tuple[list[Fold], Path]:
     panel = instantiate(cfg.data)
-    purge = cfg.split.purge_days or label_span(int(cfg.task.horizon_days), str(cfg.task.name))
+    purge = purge_days(cfg)
     folds: list[Fold] = instantiate(cfg.split)(
         dates=panel.dates, purge_days=purge, min_history_days=cfg.universe.min_history_days
     )

@@ -23,12 +23,11 @@ from deepq.baselines.naive import HistoricalMean, MajorityClass, Naive
 from deepq.baselines.volatility import HAR
 from deepq.dataset.context import FoldModel, PanelData, Predictions
 from deepq.dataset.folds import Fold
-from deepq.dataset.labels import label_span
 from deepq.evaluation.evaluate import evaluate_run, options_from_config
 from deepq.evaluation.report import write_report
 from deepq.export.program import export_all
 from deepq.export.registry import Registry
-from deepq.tasks.common import build_model, build_panel_data
+from deepq.tasks.common import build_model, build_panel_data, purge_days
 from deepq.tasks.hydra_utils import CONFIG_DIR
 from deepq.utils.io import write_json_atomic, write_parquet_atomic
 from deepq.utils.runinfo import array_fingerprint, git_commit, package_versions
@@ -112,9 +111,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     T, N, F = data.shape
     console.print(
         f"[bold]deepq[/] {cfg.name}: {N} symbols x {T} sessions ({data.panel.dates[0]} .. {data.panel.dates[-1]}), "
-        f"{F} features, task={data.task.name} h={data.task.horizon_days}"
+        f"{F} features, task={data.task.name} h={data.task.horizon_days}, target={data.target.describe()}"
     )
-    purge = cfg.split.purge_days or label_span(data.task.horizon_days, data.task.name)
+    purge = purge_days(cfg)
     folds: list[Fold] = instantiate(cfg.split)(
         dates=data.panel.dates, purge_days=purge, min_history_days=cfg.universe.min_history_days
     )
@@ -158,6 +157,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "model", ignore_index=True
     )
     text = verdict(evaluation.summary, model.name, data.task.name)
+    if not data.target.is_raw:  # the forecasts were fitted to a transformed target: say so where they are judged
+        text += f" Trained on target {data.target.describe()}; every metric scores realised raw returns."
     fold_plan = pd.DataFrame([f.describe(data.panel.dates) for f in folds])
     print_table(per_fold, "per fold: model vs baselines (out of sample)")
     print_table(summary, "all folds")
@@ -213,6 +214,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "packages": package_versions(),
         "seconds": round(time.time() - started, 1),
         "verdict": text,
+        "target": data.target.describe(),
         "pruned": pruned,
     }
     write_json_atomic(

@@ -15,7 +15,6 @@ from deepq.dataset.context import PanelData, Predictions, direction_from_score
 from deepq.dataset.covariates import CALENDAR_CHANNELS, sector_ids
 from deepq.dataset.datamodule import PanelDataModule
 from deepq.dataset.folds import Fold
-from deepq.dataset.labels import label_span
 from deepq.models import net_inputs
 from deepq.models.heads import DistributionHead, Head
 from deepq.training.callbacks import RestoreBestWeights
@@ -63,7 +62,7 @@ class NeuralModel:
         if self.dm is None:  # built once per run: the panel tensor is shared by every fold
             self.symbols = tuple(data.panel.symbols)
             ids, self.sectors = sector_ids(data.panel.symbols, data.panel.sectors)
-            span = label_span(data.task.horizon_days, data.task.name)
+            span = data.target_span  # the training target's span (a multi-horizon target reaches further)
             self.dm = self.datamodule_factory(
                 features=data.features,
                 labels=data.labels,
@@ -88,7 +87,7 @@ class NeuralModel:
 
     def fit(self, data: PanelData, fold: Fold) -> None:
         dm = self._datamodule(data)
-        dm.set_fold(fold)
+        dm.set_fold(fold, None if not data.target.steps else data.fold_labels(fold))
         self.task = data.task.name
         self.module = self.build(dm)
         restore = RestoreBestWeights("val_loss")
