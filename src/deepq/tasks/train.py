@@ -157,7 +157,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "model", ignore_index=True
     )
     text = verdict(evaluation.summary, model.name, data.task.name)
-    if not data.target.is_raw:  # the forecasts were fitted to a transformed target: say so where they are judged
+    if (
+        not data.target.is_raw
+    ):  # the forecasts were fitted to a transformed target: say so where they are judged
         text += f" Trained on target {data.target.describe()}; every metric scores realised raw returns."
     fold_plan = pd.DataFrame([f.describe(data.panel.dates) for f in folds])
     print_table(per_fold, "per fold: model vs baselines (out of sample)")
