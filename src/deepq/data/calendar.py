@@ -174,12 +174,16 @@ def last_completed_session(
     now: pd.Timestamp, name: str = "XNYS", since: str | np.datetime64 | None = None
 ) -> np.datetime64:
     """The latest session of exchange `name` whose close is at or before `now` (a tz-aware timestamp, or
-    naive UTC). `since` bounds the calendar built (default: 30 days before `now`)."""
+    naive UTC). `since` (a date before which nothing is asked) lets one calendar build serve the memo."""
     now = pd.Timestamp(now)
     now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
     local = now.tz_convert(EXCHANGE_TZ.get(name, "America/New_York"))
-    start = pd.Timestamp(since) if since is not None else local.tz_localize(None) - pd.Timedelta(days=30)
-    days = sessions(name, start=min(start, local.tz_localize(None)).date(), end=local.date())
+    today = local.tz_localize(None).normalize()
+    # at least ten days back, so the window always holds a completed session (and start < end)
+    start = today - pd.Timedelta(days=10)
+    if since is not None:
+        start = min(start, pd.Timestamp(since))
+    days = sessions(name, start=start.date(), end=today.date())
     if (
         len(days)
         and days[-1] == np.datetime64(local.date(), "D")

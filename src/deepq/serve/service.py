@@ -236,7 +236,8 @@ class PredictionService:
                 self._versions[mv.ref] = _Version(mv, module, meta, config, int(meta["lookback"]), rank)
             self._aliases[ref] = mv.ref
         self._reload_lock = threading.Lock()
-        self._fresh: tuple[datetime, dict[str, Freshness]] = (datetime.min.replace(tzinfo=UTC), {})
+        never = datetime.min.replace(tzinfo=UTC)
+        self._fresh: tuple[datetime, datetime, dict[str, Freshness]] = (never, never, {})  # [from, until)
         self.state = self._build_state(None)
         self.router = Router.from_weights(
             {self._aliases[r]: w for r, w in settings.routes.items()},
@@ -314,10 +315,10 @@ class PredictionService:
         now = self.clock()
         if now.tzinfo is None:  # a naive clock reads UTC
             now = now.replace(tzinfo=UTC)
-        until, memo = self._fresh
-        if now >= until:
+        since, until, memo = self._fresh
+        if not since <= now < until:  # expired, or the clock was set back
             memo = {}
-            self._fresh = (now + FRESHNESS_TTL, memo)
+            self._fresh = (now, now + FRESHNESS_TTL, memo)
         hit = memo.get(data_as_of)
         if hit is None:
             cal = self.settings.calendar
