@@ -195,9 +195,9 @@ def last_completed_session(
     return days[-1]
 
 
-def sessions_between(after: np.datetime64 | str, through: np.datetime64 | str, name: str = "XNYS") -> int:
+def sessions_between(after: str | np.datetime64, through: str | np.datetime64, name: str = "XNYS") -> int:
     """How many sessions of `name` lie in (after, through]: 0 when `through` is not later than `after`."""
-    a, b = np.datetime64(after, "D"), np.datetime64(through, "D")
+    a, b = np.datetime64(str(after)[:10], "D"), np.datetime64(str(through)[:10], "D")
     if b <= a:
         return 0
     days = sessions(name, start=str(a), end=str(b))
