@@ -4,6 +4,10 @@ Startup resolves every routed version in the registry, verifies its checksums, l
 module, and builds its inputs from the run's own config (serve/inputs.py). A request is routed to one
 version (A/B, sticky per key), answered in one batched forward pass, and every prediction is logged with
 the version that made it; the shadow version, if configured, predicts the same inputs off the hot path.
+
+The served panels follow the data source: `reload()` (POST /v1/admin/reload, or the refresher thread when the
+data files change) rebuilds them through the last session and swaps one ServingState reference. Every answer
+says how fresh its panel is (`data_as_of`, `stale_sessions` against the exchange calendar at `clock()`).
 """
 
 from __future__ import annotations
@@ -13,17 +17,14 @@ import json
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from deepq.data.calendar import last_completed_session, sessions_between
 from deepq.export.registry import ModelVersion, Registry
@@ -38,6 +39,7 @@ from deepq.serve.inputs import (
 )
 from deepq.serve.routing import Router
 from deepq.serve.runtime import choose_runner
+from deepq.serve.telemetry import Metrics, PredictionLog
 
 log = logging.getLogger("deepq.serve")
 
@@ -121,81 +123,6 @@ def parity_examples(builder: InputBuilder, n: int = 64) -> list[tuple[torch.Tens
         t, s = np.full(len(cols), dates[-1]), cols
     full = builder.model_inputs(t, s)
     return [tuple(x[:1] for x in full), full]
-
-
-class Metrics:
-    """Prometheus collectors in their own registry (one per app, so tests can build many apps)."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "deepq_requests",
-            "Requests by endpoint and status",
-            ["endpoint", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "deepq_request_seconds",
-            "Request latency",
-            ["endpoint"],
-            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
-            registry=self.registry,
-        )
-        self.predictions = Counter(
-            "deepq_predictions",
-            "Predictions by model version and role",
-            ["model", "role"],
-            registry=self.registry,
-        )
-        self.reloads = Counter(
-            "deepq_reloads", "Panel reloads by outcome (ok, error)", ["outcome"], registry=self.registry
-        )
-        self.stale_sessions = Gauge(
-            "deepq_data_stale_sessions",
-            "Sessions between the served data's last session and the exchange's last completed one",
-            registry=self.registry,
-        )
-
-
-class PredictionLog:
-    """Every prediction with its model version: JSON lines to a file and/or the `deepq.predictions` logger."""
-
-    def __init__(self, path: str | None):
-        self.path = Path(path) if path else None
-        self._lock = threading.Lock()
-        self._logger = logging.getLogger("deepq.predictions")
-        if self.path:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-
-    def write(
-        self, request_id: str, ref: str, role: str, inputs: Inputs, result: Mapping[str, np.ndarray]
-    ) -> None:
-        to_logger = self._logger.isEnabledFor(logging.INFO)
-        if not (to_logger or self.path):  # nobody reads it: skip the encoding
-            return
-        ts = time.time()
-        keys = [k for k, ok in zip(inputs.keys, inputs.usable, strict=True) if ok]
-        pred = result.get("pred", np.empty(0))
-        lines = [
-            json.dumps(
-                {
-                    "ts": ts,
-                    "request_id": request_id,
-                    "model": ref,
-                    "role": role,
-                    "as_of": inputs.as_of,
-                    "key": k,
-                    "pred": float(p),
-                }
-            )
-            for k, p in zip(keys, pred, strict=True)
-        ]
-        if to_logger:
-            for line in lines:
-                self._logger.info(line)
-        if self.path and lines:
-            with self._lock, open(self.path, "a") as f:
-                f.write("\n".join(lines) + "\n")
 
 
 @dataclass(frozen=True)
