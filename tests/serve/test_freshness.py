@@ -162,6 +162,8 @@ def test_concurrent_requests_answer_from_the_old_or_the_new_panel_never_a_mix(tr
     worker = threading.Thread(target=hammer)
     worker.start()
     try:
+        while not seen and worker.is_alive():  # the worker is answering before the reload starts
+            threading.Event().wait(0.001)
         service.reload()
         after = len(seen)
         for _ in range(1000):  # a few more answers after the swap
