@@ -69,3 +69,24 @@ def test_off_calendar_rows_are_dropped_and_checkable():
         check_sessions(f, CAL)
     with pytest.raises(ValueError, match="gap policy method"):
         GapPolicy("interpolate")
+
+
+@pytest.mark.parametrize(
+    ("now", "last"),
+    [
+        ("2024-07-01T19:59:00+00:00", "2024-06-28"),  # 15:59 in New York (EDT): Monday still trading
+        ("2024-07-01T20:00:00+00:00", "2024-07-01"),  # 16:00 EDT: closed
+        ("2024-01-08T20:30:00+00:00", "2024-01-05"),  # 15:30 EST in winter: still trading
+        ("2024-01-08T21:00:00+00:00", "2024-01-08"),  # 16:00 EST
+        ("2024-07-04T23:00:00+00:00", "2024-07-03"),  # Independence Day: no session
+        ("2024-07-06T12:00:00", "2024-07-05"),  # Saturday; a naive time reads UTC
+    ],
+)
+def test_last_completed_session_follows_the_close_in_new_york(now, last):
+    assert calendar.last_completed_session(pd.Timestamp(now)) == np.datetime64(last)
+
+
+def test_sessions_between_counts_sessions_not_days():
+    assert calendar.sessions_between("2024-06-28", "2024-07-08") == 5  # 1, 2, 3, 5, 8 July
+    assert calendar.sessions_between("2024-06-28", "2024-06-28") == 0
+    assert calendar.sessions_between("2024-07-08", "2024-06-28") == 0  # data newer than "today"

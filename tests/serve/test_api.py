@@ -107,6 +107,10 @@ def test_auth_is_required_on_v1_but_not_on_probes(served):
         ({"symbols": [], "as_of": "2019-06-03"}, 422),
         ({"symbols": ["AA PL"], "as_of": "2019-06-03"}, 422),
         ({"symbols": ["AAPL"], "as_of": "1990-01-02"}, 422),  # before the panel
+        ({"symbols": ["AAPL"], "as_of": "2099-01-01"}, 422),  # after the served data's last session
+        ({"symbols": ["AAPL"], "as_of": "2019-06-01"}, 422),  # a Saturday: not a session
+        ({"symbols": ["AAPL"], "as_of": "2019-07-04"}, 422),  # a holiday: not a session
+        ({"symbols": ["AAPL"], "as_of": "2019-06-03", "allow_stale": "maybe"}, 422),
         ({"symbols": ["AAPL"], "as_of": "2019-06-03", "surprise": 1}, 422),
         ({"instances": [{"key": "a", "window": [[1.0, 2.0]]}]}, 422),  # wrong window shape
         ({"instances": [{"key": "a", "window": [[1.0], [1.0, 2.0]]}]}, 422),  # ragged
@@ -120,6 +124,26 @@ def test_malformed_requests_get_4xx_not_5xx(served, body, status):
     r = client.post("/v1/predict", json=body, headers=H)
     assert r.status_code == status, r.text
     assert "detail" in r.json()
+
+
+@pytest.mark.parametrize(
+    ("as_of", "last_session"),
+    [("2099-01-01", "2024-06-28"), ("2024-06-29", "2024-06-28"), ("2019-06-01", "2019-05-31")],
+)
+def test_stale_and_non_session_dates_name_the_last_session_unless_allowed(served, as_of, last_session):
+    """The old server answered 2099-01-01 or a Saturday with 200 and an old forecast, unflagged."""
+    client, _, _ = served
+    body = {"symbols": ["AAPL", "JPM"], "as_of": as_of, "model": "lstm_returns:1"}
+    r = client.post("/v1/predict", json=body, headers=H)
+    assert r.status_code == 422 and last_session in r.json()["detail"], r.text
+    r = client.post("/v1/predict", json=body | {"allow_stale": True}, headers=H)
+    got = r.json()
+    assert r.status_code == 200 and got["stale"] is True and got["as_of"] == last_session, r.text
+    assert got["data_as_of"] == "2024-06-28" and got["stale_sessions"] > 0  # the sample ends 2024-06-28
+    fresh = client.post("/v1/predict", json=body | {"as_of": last_session}, headers=H).json()
+    assert fresh["stale"] is False and [p["pred"] for p in fresh["predictions"]] == [
+        p["pred"] for p in got["predictions"]
+    ]
 
 
 def test_non_json_body_is_422(served):

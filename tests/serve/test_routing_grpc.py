@@ -54,5 +54,21 @@ def test_grpc_round_trip_matches_offline(fdr_run, tmp_path):
                     metadata=[("x-api-key", "k")],
                 )
             assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            # freshness as in REST: data_as_of on every answer, stale and non-session dates refused
+            assert (resp.data_as_of, resp.stale) == ("2024-06-28", False) and resp.stale_sessions > 0
+            listed = stub.ListModels(deepq_pb2.ListModelsRequest(), metadata=[("x-api-key", "k")])
+            assert listed.data_as_of == listed.models[0].data_as_of == "2024-06-28"
+            for day in ("2099-01-01", "2019-06-01"):  # after the data; a Saturday
+                with pytest.raises(grpc.RpcError) as e:
+                    stub.Predict(
+                        deepq_pb2.PredictRequest(symbols=["AAPL"], as_of=day), metadata=[("x-api-key", "k")]
+                    )
+                assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                assert "2024-06-28" in e.value.details() or "2019-05-31" in e.value.details()
+            stale = stub.Predict(
+                deepq_pb2.PredictRequest(symbols=["AAPL"], as_of="2099-01-01", allow_stale=True),
+                metadata=[("x-api-key", "k")],
+            )
+            assert (stale.as_of, stale.stale) == ("2024-06-28", True)
     finally:
         server.stop(grace=None)

@@ -161,3 +161,44 @@ def check_sessions(frame: pd.DataFrame, session_dates: np.ndarray, where: str = 
     if bad.any():
         row = frame.loc[bad].iloc[0]
         raise DataError(f"{where}: symbol {row['symbol']} has a bar on {row['date']}, which is not a session")
+
+
+# A session's bars are final once the exchange has closed. The regular NYSE close is 16:00 New York time;
+# on the few early-close days (13:00) a session counts as completed three hours late, which errs on the side
+# of calling data fresh for a little longer, never of expecting bars that cannot exist yet.
+SESSION_CLOSE_LOCAL = "16:00"
+EXCHANGE_TZ = {"XNYS": "America/New_York", "XNAS": "America/New_York"}
+
+
+def last_completed_session(
+    now: pd.Timestamp, name: str = "XNYS", since: str | np.datetime64 | None = None
+) -> np.datetime64:
+    """The latest session of exchange `name` whose close is at or before `now` (a tz-aware timestamp, or
+    naive UTC). `since` (a date before which nothing is asked) lets one calendar build serve the memo."""
+    now = pd.Timestamp(now)
+    now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+    local = now.tz_convert(EXCHANGE_TZ.get(name, "America/New_York"))
+    today = local.tz_localize(None).normalize()
+    # at least ten days back, so the window always holds a completed session (and start < end)
+    start = today - pd.Timedelta(days=10)
+    if since is not None:
+        start = min(start, pd.Timestamp(since))
+    days = sessions(name, start=start.date(), end=today.date())
+    if (
+        len(days)
+        and days[-1] == np.datetime64(local.date(), "D")
+        and local.strftime("%H:%M") < SESSION_CLOSE_LOCAL
+    ):
+        days = days[:-1]  # today's session is still trading
+    if not len(days):
+        raise ValueError(f"no completed {name} session between {start.date()} and {local.date()}")
+    return days[-1]
+
+
+def sessions_between(after: str | np.datetime64, through: str | np.datetime64, name: str = "XNYS") -> int:
+    """How many sessions of `name` lie in (after, through]: 0 when `through` is not later than `after`."""
+    a, b = np.datetime64(str(after)[:10], "D"), np.datetime64(str(through)[:10], "D")
+    if b <= a:
+        return 0
+    days = sessions(name, start=str(a), end=str(b))
+    return int(np.count_nonzero(days > a))

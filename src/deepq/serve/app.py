@@ -4,6 +4,10 @@
 (/health, /ready) and /metrics do not, so orchestrators and Prometheus can reach them. Bodies over the
 size limit get 413 before they are read; malformed requests get 4xx naming the field, never 5xx.
 
+Freshness: `POST /v1/admin/reload` (authenticated) rebuilds the served panels from the data source and swaps
+them in atomically; /v1/models, /ready and every prediction carry `data_as_of` and `stale_sessions`, and
+/ready answers 503 when the data trails the exchange by more than `max_staleness_sessions`.
+
 `POST /v1/predict` is answered by the outermost ASGI layer (`FrontDoor`) with `rest.answer_predict`, before
 FastAPI's middleware stack, router and dependency solving, which cost more CPU than validating the request,
 building the window and running the model together. The FastAPI route calls the same function, so the
@@ -21,12 +25,14 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
 
+from deepq.serve.freshness import ReloadError
 from deepq.serve.rest import PredictRequest, PredictResponse, answer_predict, error_body, key_ok
 from deepq.serve.service import PredictionService
 
 log = logging.getLogger("deepq.serve")
-_KNOWN_PATHS = ("/v1/predict", "/v1/models", "/health", "/ready", "/metrics")
+_KNOWN_PATHS = ("/v1/predict", "/v1/models", "/v1/admin/reload", "/health", "/ready", "/metrics")
 _JSON = (b"content-type", b"application/json")
 
 
@@ -49,7 +55,7 @@ class FrontDoor:
         path = scope["path"]
         status = 500
         try:
-            if scope["method"] != "POST":
+            if scope["method"] != "POST" or path == "/v1/admin/reload":  # reload reads no body
                 status = await self._forward(scope, receive, send)
                 return
             length = api_key = None
@@ -139,11 +145,18 @@ def create_app(service: PredictionService, fast_lane: bool = True) -> FastAPI:
 
     @app.get("/ready", tags=["probes"])
     async def ready() -> Response:
-        ok = service.ready and bool(service.models)
-        return JSONResponse(
-            {"ready": ok, "models": sorted({m.version.ref for m in service.models.values()})},
-            status_code=200 if ok else 503,
-        )
+        fresh = service.freshness()
+        stale = service.stale_reason()  # data older than max_staleness_sessions: take it out of rotation
+        ok = service.ready and bool(service.models) and stale is None
+        body: dict[str, Any] = {
+            "ready": ok,
+            "models": sorted({m.version.ref for m in service.models.values()}),
+            "data_as_of": fresh.data_as_of,
+            "stale_sessions": fresh.stale_sessions,
+        }
+        if stale:
+            body["reason"] = stale
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics", tags=["probes"])
     async def metrics() -> Response:
@@ -151,7 +164,28 @@ def create_app(service: PredictionService, fast_lane: bool = True) -> FastAPI:
 
     @app.get("/v1/models", dependencies=[Depends(require_key)])
     async def models() -> dict[str, Any]:
-        return {"models": service.describe(), "shadow": service.router.shadow}
+        fresh = service.freshness()
+        return {
+            "models": service.describe(),
+            "shadow": service.router.shadow,
+            "data_as_of": fresh.data_as_of,
+            "stale_sessions": fresh.stale_sessions,
+        }
+
+    @app.post(
+        "/v1/admin/reload",
+        dependencies=[Depends(require_key)],
+        tags=["admin"],
+        responses={401: {"description": "missing or invalid API key"}, 500: {"description": "reload failed"}},
+    )
+    async def reload() -> Response:
+        """Rebuild the served panels from the data source (new sessions in the cache) and swap them in.
+        Requests keep being answered from the old panel while it runs; a failed reload keeps it."""
+        try:  # seconds of feature building: off the event loop, so predictions go on meanwhile
+            out = await run_in_threadpool(service.reload)
+        except ReloadError as e:
+            return JSONResponse({"detail": str(e)}, status_code=500)
+        return JSONResponse(out)
 
     # Served by FrontDoor's fast lane; this route documents the call, and answers it the same way without
     # the fast lane.

@@ -1,7 +1,8 @@
 """The gRPC front end (proto/deepq.proto): the same predict call as REST, on the same PredictionService.
 
-Auth: the API key in the `x-api-key` metadata entry. Bad requests get INVALID_ARGUMENT, unknown pinned
-models NOT_FOUND, never UNKNOWN/INTERNAL for a client's mistake.
+Auth: the API key in the `x-api-key` metadata entry. Bad requests get INVALID_ARGUMENT (a date after the
+served data or not a session included, unless allow_stale), unknown pinned models NOT_FOUND, never
+UNKNOWN/INTERNAL for a client's mistake. Responses carry data_as_of and stale_sessions as REST's do.
 """
 
 from __future__ import annotations
@@ -46,10 +47,10 @@ class PredictorServicer(deepq_pb2_grpc.PredictorServicer):
                     grpc.StatusCode.INVALID_ARGUMENT,
                     f"{len(symbols)} symbols exceed max_symbols={s.max_symbols}",
                 )
-            as_of = request.as_of
+            as_of, allow_stale = request.as_of, request.allow_stale
 
             def inputs_for(builder: InputBuilder) -> Inputs:
-                return builder.for_symbols(symbols, as_of)
+                return builder.for_symbols(symbols, as_of, allow_stale)
         else:
             if len(instances) > s.max_instances:
                 context.abort(
@@ -81,7 +82,10 @@ class PredictorServicer(deepq_pb2_grpc.PredictorServicer):
 
     def ListModels(self, request: Any, context: Any) -> Any:
         self._authorise(context)
+        fresh = self.service.freshness()
         return deepq_pb2.ListModelsResponse(
+            data_as_of=fresh.data_as_of,
+            stale_sessions=fresh.stale_sessions,
             models=[
                 deepq_pb2.ModelInfo(
                     ref=m["ref"],
@@ -90,9 +94,11 @@ class PredictorServicer(deepq_pb2_grpc.PredictorServicer):
                     role=m["role"],
                     features=m["features"],
                     lookback=int(m["lookback"] or 0),
+                    data_as_of=m["data_as_of"],
+                    stale_sessions=m["stale_sessions"],
                 )
                 for m in self.service.describe()
-            ]
+            ],
         )
 
 
@@ -117,6 +123,9 @@ def to_proto(body: dict[str, Any]) -> Any:
         version=body["version"],
         as_of=body["as_of"] or "",
         predictions=preds,
+        data_as_of=body["data_as_of"],
+        stale_sessions=body["stale_sessions"],
+        stale=body["stale"],
     )
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -29,6 +30,10 @@ from deepq.dataset.normalize import Normalizer, cross_sectional_rank
 
 class InputError(ValueError):
     """A request the model cannot answer (unknown symbol, date outside the panel, wrong feature shape)."""
+
+
+class StaleDateError(InputError):
+    """An as-of date the served data cannot answer as asked: after its last session, or not a session."""
 
 
 def normalizer_from_meta(meta: Mapping[str, Any]) -> Normalizer:
@@ -62,10 +67,18 @@ class PanelFeatures:
 
 
 def load_panel_features(
-    config: str, lookback: int, rank: bool, data_overrides: Mapping[str, Any] | None = None
+    config: str,
+    lookback: int,
+    rank: bool,
+    data_overrides: Mapping[str, Any] | None = None,
+    reuse: bool = True,
 ) -> PanelFeatures:
-    """Cached per process on the config text: versions of one run (and repeated services) share a panel."""
+    """Cached per process on the config text: versions of one run (and repeated services) share a panel.
+    `reuse=False` rebuilds from the data source (a reload after new sessions reached the cache) and caches
+    the new panel in place of the old one."""
     key = (config, lookback, rank, json.dumps(dict(data_overrides or {}), sort_keys=True, default=str))
+    if not reuse:
+        _CACHE.pop(key, None)
     if key not in _CACHE:
         if len(_CACHE) >= 4:
             _CACHE.pop(next(iter(_CACHE)))
@@ -107,7 +120,8 @@ class Inputs:
     keys: list[str]  # one per requested row (symbols, or instance ids)
     usable: np.ndarray  # bool [len(keys)]: which requested rows have a window (x has sum(usable) rows)
     reasons: dict[str, str]  # key -> why it has no prediction
-    as_of: str | None = None
+    as_of: str | None = None  # the session the windows end on
+    stale: bool = False  # as_of is not the requested date (allowed with allow_stale)
 
     @property
     def x(self) -> torch.Tensor:
@@ -148,9 +162,8 @@ class InputBuilder:
         self._scale_np = self.normalizer.scale.astype(np.float32)
         panel = source.panel
         self._symbol_col = {s: j for j, s in enumerate(panel.symbols)}
-        self._date_rows: dict[
-            str, int
-        ] = {}  # as_of text -> panel row: parsing a date costs more than a forward
+        # as_of text -> (panel row, the row's date is that day): parsing a date costs more than a forward
+        self._date_rows: dict[str, tuple[int, bool]] = {}
         self.servable = source.window_ok  # [T, N] bool: cells this model can answer
         if "static" in self.input_names:
             self._static_of_col = self._static_ids(meta, panel.symbols)  # [N, 2], -1 = not in training
@@ -181,18 +194,47 @@ class InputBuilder:
         return out
 
     def date_row(self, as_of: str) -> int:
-        t = self._date_rows.get(as_of)
-        if t is None:
+        """The panel row of the last session on or before `as_of`."""
+        return self._row_of(as_of)[0]
+
+    def _row_of(self, as_of: str) -> tuple[int, bool]:
+        hit = self._date_rows.get(as_of)
+        if hit is None:
+            panel = self.source.panel
             try:
-                t = self.source.panel.date_index(as_of)
+                t = panel.date_index(as_of)
+                exact = bool(panel.dates[t] == np.datetime64(pd.Timestamp(as_of).date(), "D"))
             except (KeyError, ValueError) as e:
                 raise InputError(f"as_of {as_of!r}: {e}") from None
             if len(self._date_rows) >= 4096:
                 self._date_rows.clear()
-            self._date_rows[as_of] = t
-        return t
+            hit = self._date_rows[as_of] = (t, exact)
+        return hit
 
-    def for_symbols(self, symbols: list[str], as_of: str) -> Inputs:
+    def session_row(self, as_of: str, allow_stale: bool = False) -> tuple[int, bool]:
+        """(panel row, stale) for a request's as-of date. A date after the served data's last session, or one
+        that is not a session of the panel (a weekend, a holiday), is answered from the last session on or
+        before it only with `allow_stale` (then stale is True); otherwise StaleDateError names that session,
+        so a client whose feed stopped is told instead of silently getting an old forecast."""
+        t, exact = self._row_of(as_of)
+        if exact or allow_stale:
+            return t, not exact
+        dates = self.source.panel.dates
+        if t == len(dates) - 1:
+            raise StaleDateError(
+                f"as_of {as_of} is after the last session of the served data, {dates[t]} (data_as_of): "
+                "ask for that session or earlier, reload the server after new sessions reach the cache, "
+                "or send allow_stale=true to get the forecast as of that session"
+            )
+        raise StaleDateError(
+            f"as_of {as_of} is not a session; the last session on or before it is {dates[t]}: "
+            "ask for that date, or send allow_stale=true"
+        )
+
+    def for_symbols(self, symbols: list[str], as_of: str, allow_stale: bool = True) -> Inputs:
+        """Windows for `symbols` ending at `as_of`'s session. With allow_stale (the default for library
+        callers) a non-session date is answered from the session before it, as Panel.date_index does;
+        the server passes the client's allow_stale (default False)."""
         panel = self.source.panel
         try:
             cols = np.fromiter((self._symbol_col[s] for s in symbols), dtype=np.int64, count=len(symbols))
@@ -201,7 +243,7 @@ class InputBuilder:
             raise InputError(
                 f"unknown symbol(s) {unknown[:10]}: the panel has {len(panel.symbols)} symbols"
             ) from None
-        t = self.date_row(as_of)
+        t, stale = self.session_row(as_of, allow_stale)
         usable = self.servable[t, cols]
         reasons = {}
         if not usable.all():
@@ -213,7 +255,7 @@ class InputBuilder:
             }
         sel = cols[usable]
         tensors = self.model_inputs(np.full(len(sel), t), sel)
-        return Inputs(tensors, list(symbols), usable, reasons, str(panel.dates[t]))
+        return Inputs(tensors, list(symbols), usable, reasons, str(panel.dates[t]), stale)
 
     def model_inputs(self, t: np.ndarray, s: np.ndarray) -> tuple[torch.Tensor, ...]:
         """Every model input (net.inputs order) for windows ending at date rows `t`, symbol columns `s`."""

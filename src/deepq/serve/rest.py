@@ -36,7 +36,16 @@ class PredictRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     symbols: list[Symbol] | None = Field(None, min_length=1, examples=[["AAPL", "JPM"]])
-    as_of: date | None = Field(None, description="decision date; the last session on or before it is used")
+    as_of: date | None = Field(
+        None,
+        description="decision date: a session of the served data, on or before its data_as_of (else 422, "
+        "naming the last session, unless allow_stale)",
+    )
+    allow_stale: bool = Field(
+        False,
+        description="answer a date after data_as_of or a non-session date from the last session on or "
+        "before it, flagged `stale: true`, instead of 422",
+    )
     instances: list[Instance] | None = Field(None, min_length=1)
     request_key: str | None = Field(
         None, max_length=128, description="sticky A/B assignment key (e.g. client id)"
@@ -66,6 +75,11 @@ class PredictResponse(BaseModel):
     model: str
     version: int
     as_of: str | None
+    data_as_of: str = Field(description="the served data's last session")
+    stale_sessions: int = Field(
+        description="exchange sessions completed after data_as_of (0 = the data is up to date)"
+    )
+    stale: bool = Field(description="as_of is not the requested date (allow_stale answered it)")
     predictions: list[Prediction]
 
 
@@ -105,10 +119,10 @@ def answer_predict(service: PredictionService, api_key: bytes | str | None, body
     if req.symbols is not None:
         if len(req.symbols) > s.max_symbols:
             return 413, error_body(f"{len(req.symbols)} symbols exceed max_symbols={s.max_symbols}"), None
-        symbols, as_of = req.symbols, str(req.as_of)
+        symbols, as_of, allow_stale = req.symbols, str(req.as_of), req.allow_stale
 
         def inputs_for(builder: InputBuilder) -> Inputs:
-            return builder.for_symbols(symbols, as_of)
+            return builder.for_symbols(symbols, as_of, allow_stale)
     else:
         assert req.instances is not None
         if len(req.instances) > s.max_instances:

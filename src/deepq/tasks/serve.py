@@ -65,6 +65,11 @@ def main() -> None:
     service = PredictionService(settings, api_key)
     for m in service.describe():
         console.print(f"serving {m['ref']} ({m['stage']}, {m['role']}, weight {m['weight']})")
+    fresh = service.freshness()
+    console.print(f"data as of {fresh.data_as_of} ({fresh.stale_sessions} completed sessions since)")
+    if settings.refresh_interval_s > 0:
+        service.start_refresher(settings.refresh_interval_s)
+        console.print(f"reloading when the data changes (checked every {settings.refresh_interval_s:g} s)")
 
     import uvicorn
 
@@ -94,6 +99,7 @@ def main() -> None:
             server_header=False,
         )
     finally:
+        service.stop_refresher()
         if grpc_server is not None:
             grpc_server.stop(grace=2)
 

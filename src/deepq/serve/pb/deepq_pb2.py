@@ -21,7 +21,7 @@ _sym_db = _symbol_database.Default()
 
 
 DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(
-    b'\n\x0b\x64\x65\x65pq.proto\x12\x08\x64\x65\x65pq.v1"%\n\x06Window\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\x02"y\n\x0ePredictRequest\x12\x0f\n\x07symbols\x18\x01 \x03(\t\x12\r\n\x05\x61s_of\x18\x02 \x01(\t\x12#\n\tinstances\x18\x03 \x03(\x0b\x32\x10.deepq.v1.Window\x12\x13\n\x0brequest_key\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t"\xc2\x01\n\nPrediction\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x0c\n\x04pred\x18\x03 \x01(\x01\x12\r\n\x05score\x18\x04 \x01(\x01\x12\n\n\x02up\x18\x05 \x01(\x01\x12\x32\n\x07outputs\x18\x06 \x03(\x0b\x32!.deepq.v1.Prediction.OutputsEntry\x12\x0e\n\x06reason\x18\x07 \x01(\t\x1a.\n\x0cOutputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01"\x7f\n\x0fPredictResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\r\n\x05\x61s_of\x18\x04 \x01(\t\x12)\n\x0bpredictions\x18\x05 \x03(\x0b\x32\x14.deepq.v1.Prediction"\x13\n\x11ListModelsRequest"i\n\tModelInfo\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\r\n\x05stage\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\x01\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x05 \x03(\t\x12\x10\n\x08lookback\x18\x06 \x01(\x05"9\n\x12ListModelsResponse\x12#\n\x06models\x18\x01 \x03(\x0b\x32\x13.deepq.v1.ModelInfo2\x94\x01\n\tPredictor\x12>\n\x07Predict\x12\x18.deepq.v1.PredictRequest\x1a\x19.deepq.v1.PredictResponse\x12G\n\nListModels\x12\x1b.deepq.v1.ListModelsRequest\x1a\x1c.deepq.v1.ListModelsResponseb\x06proto3'
+    b'\n\x0b\x64\x65\x65pq.proto\x12\x08\x64\x65\x65pq.v1"%\n\x06Window\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\x02"\x8e\x01\n\x0ePredictRequest\x12\x0f\n\x07symbols\x18\x01 \x03(\t\x12\r\n\x05\x61s_of\x18\x02 \x01(\t\x12#\n\tinstances\x18\x03 \x03(\x0b\x32\x10.deepq.v1.Window\x12\x13\n\x0brequest_key\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x13\n\x0b\x61llow_stale\x18\x06 \x01(\x08"\xc2\x01\n\nPrediction\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x0c\n\x04pred\x18\x03 \x01(\x01\x12\r\n\x05score\x18\x04 \x01(\x01\x12\n\n\x02up\x18\x05 \x01(\x01\x12\x32\n\x07outputs\x18\x06 \x03(\x0b\x32!.deepq.v1.Prediction.OutputsEntry\x12\x0e\n\x06reason\x18\x07 \x01(\t\x1a.\n\x0cOutputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01"\xba\x01\n\x0fPredictResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\r\n\x05\x61s_of\x18\x04 \x01(\t\x12)\n\x0bpredictions\x18\x05 \x03(\x0b\x32\x14.deepq.v1.Prediction\x12\x12\n\ndata_as_of\x18\x06 \x01(\t\x12\x16\n\x0estale_sessions\x18\x07 \x01(\x05\x12\r\n\x05stale\x18\x08 \x01(\x08"\x13\n\x11ListModelsRequest"\x95\x01\n\tModelInfo\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\r\n\x05stage\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\x01\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x05 \x03(\t\x12\x10\n\x08lookback\x18\x06 \x01(\x05\x12\x12\n\ndata_as_of\x18\x07 \x01(\t\x12\x16\n\x0estale_sessions\x18\x08 \x01(\x05"e\n\x12ListModelsResponse\x12#\n\x06models\x18\x01 \x03(\x0b\x32\x13.deepq.v1.ModelInfo\x12\x12\n\ndata_as_of\x18\x02 \x01(\t\x12\x16\n\x0estale_sessions\x18\x03 \x01(\x05\x32\x94\x01\n\tPredictor\x12>\n\x07Predict\x12\x18.deepq.v1.PredictRequest\x1a\x19.deepq.v1.PredictResponse\x12G\n\nListModels\x12\x1b.deepq.v1.ListModelsRequest\x1a\x1c.deepq.v1.ListModelsResponseb\x06proto3'
 )
 
 _globals = globals()
@@ -33,20 +33,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
     _globals["_PREDICTION_OUTPUTSENTRY"]._serialized_options = b"8\001"
     _globals["_WINDOW"]._serialized_start = 25
     _globals["_WINDOW"]._serialized_end = 62
-    _globals["_PREDICTREQUEST"]._serialized_start = 64
-    _globals["_PREDICTREQUEST"]._serialized_end = 185
-    _globals["_PREDICTION"]._serialized_start = 188
-    _globals["_PREDICTION"]._serialized_end = 382
-    _globals["_PREDICTION_OUTPUTSENTRY"]._serialized_start = 336
-    _globals["_PREDICTION_OUTPUTSENTRY"]._serialized_end = 382
-    _globals["_PREDICTRESPONSE"]._serialized_start = 384
-    _globals["_PREDICTRESPONSE"]._serialized_end = 511
-    _globals["_LISTMODELSREQUEST"]._serialized_start = 513
-    _globals["_LISTMODELSREQUEST"]._serialized_end = 532
-    _globals["_MODELINFO"]._serialized_start = 534
-    _globals["_MODELINFO"]._serialized_end = 639
-    _globals["_LISTMODELSRESPONSE"]._serialized_start = 641
-    _globals["_LISTMODELSRESPONSE"]._serialized_end = 698
-    _globals["_PREDICTOR"]._serialized_start = 701
-    _globals["_PREDICTOR"]._serialized_end = 849
+    _globals["_PREDICTREQUEST"]._serialized_start = 65
+    _globals["_PREDICTREQUEST"]._serialized_end = 207
+    _globals["_PREDICTION"]._serialized_start = 210
+    _globals["_PREDICTION"]._serialized_end = 404
+    _globals["_PREDICTION_OUTPUTSENTRY"]._serialized_start = 358
+    _globals["_PREDICTION_OUTPUTSENTRY"]._serialized_end = 404
+    _globals["_PREDICTRESPONSE"]._serialized_start = 407
+    _globals["_PREDICTRESPONSE"]._serialized_end = 593
+    _globals["_LISTMODELSREQUEST"]._serialized_start = 595
+    _globals["_LISTMODELSREQUEST"]._serialized_end = 614
+    _globals["_MODELINFO"]._serialized_start = 617
+    _globals["_MODELINFO"]._serialized_end = 766
+    _globals["_LISTMODELSRESPONSE"]._serialized_start = 768
+    _globals["_LISTMODELSRESPONSE"]._serialized_end = 869
+    _globals["_PREDICTOR"]._serialized_start = 872
+    _globals["_PREDICTOR"]._serialized_end = 1020
 # @@protoc_insertion_point(module_scope)

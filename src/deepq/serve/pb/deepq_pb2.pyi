@@ -18,17 +18,19 @@ class Window(_message.Message):
     def __init__(self, key: _Optional[str] = ..., values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class PredictRequest(_message.Message):
-    __slots__ = ("symbols", "as_of", "instances", "request_key", "model")
+    __slots__ = ("symbols", "as_of", "instances", "request_key", "model", "allow_stale")
     SYMBOLS_FIELD_NUMBER: _ClassVar[int]
     AS_OF_FIELD_NUMBER: _ClassVar[int]
     INSTANCES_FIELD_NUMBER: _ClassVar[int]
     REQUEST_KEY_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_STALE_FIELD_NUMBER: _ClassVar[int]
     symbols: _containers.RepeatedScalarFieldContainer[str]
     as_of: str
     instances: _containers.RepeatedCompositeFieldContainer[Window]
     request_key: str
     model: str
+    allow_stale: bool
     def __init__(
         self,
         symbols: _Optional[_Iterable[str]] = ...,
@@ -36,6 +38,7 @@ class PredictRequest(_message.Message):
         instances: _Optional[_Iterable[_Union[Window, _Mapping]]] = ...,
         request_key: _Optional[str] = ...,
         model: _Optional[str] = ...,
+        allow_stale: _Optional[bool] = ...,
     ) -> None: ...
 
 class Prediction(_message.Message):
@@ -74,17 +77,32 @@ class Prediction(_message.Message):
     ) -> None: ...
 
 class PredictResponse(_message.Message):
-    __slots__ = ("request_id", "model", "version", "as_of", "predictions")
+    __slots__ = (
+        "request_id",
+        "model",
+        "version",
+        "as_of",
+        "predictions",
+        "data_as_of",
+        "stale_sessions",
+        "stale",
+    )
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     AS_OF_FIELD_NUMBER: _ClassVar[int]
     PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
+    DATA_AS_OF_FIELD_NUMBER: _ClassVar[int]
+    STALE_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    STALE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: str
     version: int
     as_of: str
     predictions: _containers.RepeatedCompositeFieldContainer[Prediction]
+    data_as_of: str
+    stale_sessions: int
+    stale: bool
     def __init__(
         self,
         request_id: _Optional[str] = ...,
@@ -92,6 +110,9 @@ class PredictResponse(_message.Message):
         version: _Optional[int] = ...,
         as_of: _Optional[str] = ...,
         predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ...,
+        data_as_of: _Optional[str] = ...,
+        stale_sessions: _Optional[int] = ...,
+        stale: _Optional[bool] = ...,
     ) -> None: ...
 
 class ListModelsRequest(_message.Message):
@@ -99,19 +120,23 @@ class ListModelsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("ref", "stage", "weight", "role", "features", "lookback")
+    __slots__ = ("ref", "stage", "weight", "role", "features", "lookback", "data_as_of", "stale_sessions")
     REF_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
     LOOKBACK_FIELD_NUMBER: _ClassVar[int]
+    DATA_AS_OF_FIELD_NUMBER: _ClassVar[int]
+    STALE_SESSIONS_FIELD_NUMBER: _ClassVar[int]
     ref: str
     stage: str
     weight: float
     role: str
     features: _containers.RepeatedScalarFieldContainer[str]
     lookback: int
+    data_as_of: str
+    stale_sessions: int
     def __init__(
         self,
         ref: _Optional[str] = ...,
@@ -120,10 +145,21 @@ class ModelInfo(_message.Message):
         role: _Optional[str] = ...,
         features: _Optional[_Iterable[str]] = ...,
         lookback: _Optional[int] = ...,
+        data_as_of: _Optional[str] = ...,
+        stale_sessions: _Optional[int] = ...,
     ) -> None: ...
 
 class ListModelsResponse(_message.Message):
-    __slots__ = ("models",)
+    __slots__ = ("models", "data_as_of", "stale_sessions")
     MODELS_FIELD_NUMBER: _ClassVar[int]
+    DATA_AS_OF_FIELD_NUMBER: _ClassVar[int]
+    STALE_SESSIONS_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
-    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
+    data_as_of: str
+    stale_sessions: int
+    def __init__(
+        self,
+        models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...,
+        data_as_of: _Optional[str] = ...,
+        stale_sessions: _Optional[int] = ...,
+    ) -> None: ...
