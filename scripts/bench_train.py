@@ -12,6 +12,7 @@ flatters it; pytorch-forecasting is timed with its own TimeSeriesDataSet loader,
     python scripts/bench_train.py --device cuda --threads 8 --steps 200   # on a GPU machine
     python scripts/bench_train.py --only ours --precision bf16 --compile  # scripts/gpu_check.sh uses this
     python scripts/bench_train.py --only none --eval-windows 20000 --data shared  # TFT inference only
+    python scripts/bench_train.py --only ours --profile /tmp/prof   # + torch.profiler traces and op tables
 
 --eval-windows N also times our TFT's inference over N windows of the panel's last year in evaluation order
 (symbol by symbol, as NeuralModel.predict runs a fold): each distinct window step through the variable
@@ -147,7 +148,28 @@ def ours(dm: PanelDataModule, model_name: str, args, device: torch.device) -> di
         return dt
 
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    return result(*time_steps(step, args.steps, args.warmup, sync), args.batch, net)
+    out = result(*time_steps(step, args.steps, args.warmup, sync), args.batch, net)
+    if args.profile:  # after the timed steps, so the profiler's own overhead never enters the ratios
+        profile_steps(step, f"ours_{model_name}", args, device)
+    return out
+
+
+def profile_steps(step, name: str, args, device: torch.device) -> None:
+    """Run `args.profile_steps` training steps under torch.profiler: a Chrome trace (chrome://tracing or
+    Perfetto) written to <args.profile>/<name>.json and the top ops by self CPU time printed."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities, record_shapes=True) as prof:
+        for _ in range(args.profile_steps):
+            step()
+    out_dir = Path(args.profile)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    trace = out_dir / f"{name}.json"
+    prof.export_chrome_trace(str(trace))
+    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(f"profile {name}: {args.profile_steps} steps, trace {trace}")
+    print(prof.key_averages().table(sort_by=sort, row_limit=args.profile_top))
 
 
 def tft_eval(dm: PanelDataModule, args) -> dict[str, float]:
@@ -282,6 +304,9 @@ def main() -> None:
     p.add_argument("--only", default="all", choices=["all", "ours", "tft", "deepar", "none"])
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--eval-windows", type=int, default=0, help="also time TFT inference over N windows")
+    p.add_argument("--profile", default=None, help="folder: profile our models' steps, write traces there")
+    p.add_argument("--profile-steps", type=int, default=5, help="training steps under the profiler")
+    p.add_argument("--profile-top", type=int, default=25, help="rows of the printed op table")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

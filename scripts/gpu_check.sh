@@ -28,6 +28,10 @@ run "fp32"          --precision fp32
 run "bf16"          --precision bf16
 run "bf16+compile"  --precision bf16 --compile
 run "fp32 batch 1024" --precision fp32 --batch 1024
+echo "-- profile, fp32 (torch.profiler over 5 steps; traces in \${PROFILE_DIR:-/tmp/deepq_gpu_profile})"
+timeout 150 "$PY" scripts/bench_train.py --data "$DATA" --device cuda --threads 4 --only ours --steps 20 \
+    --warmup 5 --profile "${PROFILE_DIR:-/tmp/deepq_gpu_profile}" --profile-top 15 2>&1 | grep -vE "^USDT" \
+  || echo "   (profile failed or timed out)"
 echo "-- datamodule on the device (ours only): 200 batches of 256, lookback 60, 100 features"
 timeout 120 "$PY" scripts/bench_datamodule.py --data "$DATA" --device cuda --skip-peer 2>&1 | grep -E "^(panel|ours)" \
   || echo "   (datamodule benchmark failed or timed out)"
