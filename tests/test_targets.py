@@ -164,8 +164,12 @@ def test_no_target_reads_past_its_span(sample_panel, steps):
     assert not np.allclose(np.nan_to_num(a[t + 1 :]), np.nan_to_num(b[t + 1 :]))
 
 
-@pytest.mark.parametrize("model", ["lightgbm", "lstm"])
-def test_a_run_trains_on_the_target_and_scores_raw_returns(tmp_path, model):
+@pytest.mark.parametrize(
+    "model,extra",
+    [("lightgbm", []), ("lightgbm", ["model.plugin.early_stopping_metric=rank_ic"]), ("lstm", [])],
+    ids=["lightgbm", "lightgbm-ic-stop", "lstm"],
+)
+def test_a_run_trains_on_the_target_and_scores_raw_returns(tmp_path, model, extra):
     """End to end on the sample: the booster and the network fit the per-date rank, the run says so, and its
     forecasts tell the stocks of a date apart."""
     import json
@@ -173,7 +177,9 @@ def test_a_run_trains_on_the_target_and_scores_raw_returns(tmp_path, model):
     from deepq.tasks.train import train
     from tests.conftest import compose_cfg
 
-    cfg = compose_cfg(tmp_path, ["debug=fdr", f"model={model}", "target=excess_rank", "split.max_folds=1"])
+    cfg = compose_cfg(
+        tmp_path, ["debug=fdr", f"model={model}", "target=excess_rank", "split.max_folds=1", *extra]
+    )
     result = train(cfg)
     run = json.loads((tmp_path / "metrics.json").read_text())["run"]
     assert run["target"] == "excess_sector -> cs_rank"
@@ -183,4 +189,23 @@ def test_a_run_trains_on_the_target_and_scores_raw_returns(tmp_path, model):
     mine = oof[oof["model"] == model]
     distinct = mine.groupby("date")["pred"].nunique() / mine.groupby("date")["pred"].size()
     # a few early-stopped trees on the small sample still tie some names; the network's scores are all distinct
-    assert distinct.median() > (0.8 if model == "lightgbm" else 0.99), distinct.describe()
+    # (stopping on the sample's noisy validation IC keeps fewer trees still; on the full panel it is 96 %)
+    floor = {"lstm": 0.99, "lightgbm": 0.5 if extra else 0.8}[model]
+    assert distinct.median() > floor, distinct.describe()
+
+
+def test_daily_rank_ic_matches_pandas_spearman_and_counts_ties_as_zero(setup):
+    from deepq.dataset.crosssection import DateGroups, daily_rank_ic
+
+    panel, y, ctx = setup
+    t_idx, s_idx = np.nonzero(ctx.sample[:300])
+    rng = np.random.default_rng(0)
+    outcome = y[t_idx, s_idx]
+    score = outcome + rng.normal(0, 0.02, len(outcome))
+    score[t_idx == 7] = 1.0  # a date of all-tied scores has no IC: 0, not NaN and not skipped
+    groups = DateGroups.of(t_idx[::-1].copy())  # any row order
+    ic = daily_rank_ic(groups, score[::-1], outcome[::-1])
+    frame = pd.DataFrame({"t": t_idx, "s": score, "y": outcome})
+    ref = frame.groupby("t")[["s", "y"]].apply(lambda f: f["s"].corr(f["y"], method="spearman")).fillna(0.0)
+    np.testing.assert_allclose(ic, ref.to_numpy(), atol=1e-12)
+    assert ic[list(ref.index).index(7)] == 0.0 and ic.mean() > 0.3

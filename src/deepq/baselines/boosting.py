@@ -26,6 +26,7 @@ from deepq.baselines.common import (
     targets,
 )
 from deepq.dataset.context import PanelData, Predictions
+from deepq.dataset.crosssection import DateGroups, mean_rank_ic
 from deepq.dataset.folds import Fold
 
 Library = Literal["lightgbm", "xgboost", "catboost"]
@@ -44,6 +45,7 @@ class Boosted:
         n_estimators: int = 500,
         learning_rate: float = 0.05,
         early_stopping_rounds: int = 50,
+        early_stopping_metric: Literal["loss", "rank_ic"] = "loss",
         max_train_rows: int | None = 300_000,
         quantiles: tuple[float, ...] | None = None,
         use_sector: bool = True,
@@ -55,6 +57,14 @@ class Boosted:
         self.name, self.library, self.params = name, library, dict(params or {})
         self.n_estimators, self.learning_rate = n_estimators, learning_rate
         self.early_stopping_rounds, self.max_train_rows = early_stopping_rounds, max_train_rows
+        if early_stopping_metric not in ("loss", "rank_ic"):
+            raise ValueError(
+                f"{name}: early_stopping_metric must be loss or rank_ic, got {early_stopping_metric!r}"
+            )
+        if early_stopping_metric == "rank_ic" and library != "lightgbm":
+            raise ValueError(f"{name}: early_stopping_metric=rank_ic is built for lightgbm only so far")
+        self.early_stopping_metric = early_stopping_metric
+        self._val_ic: tuple[DateGroups, np.ndarray] | None = None  # the fold's val dates and raw returns
         self.quantiles = tuple(sorted(quantiles)) if quantiles else None
         # XGBoost has no native categorical here without pandas frames: it sees no sector at all
         self.use_sector = use_sector and library != "xgboost"
@@ -105,6 +115,16 @@ class Boosted:
             "callbacks": callbacks,
             "categorical_feature": cat or "auto",
         }
+        if self._val_ic is not None and kind == "regression":
+            groups, outcome = (
+                self._val_ic
+            )  # stop on the per-date rank IC of the validation slice, not its MSE
+
+            def rank_ic(_y: np.ndarray, pred: np.ndarray) -> tuple[str, float, bool]:
+                return "rank_ic", mean_rank_ic(groups, pred, outcome), True
+
+            base["metric"] = "None"  # the custom metric alone decides early stopping
+            fit_kw["eval_metric"] = rank_ic
         if kind == "quantile":
             assert self.quantiles is not None
             models = []
@@ -193,6 +213,10 @@ class Boosted:
         if kind in ("binary", "multiclass"):
             y, yv = y.astype(int), yv.astype(int)
         cat = [x.shape[1] - 1] if self.use_sector else []
+        self._val_ic = None
+        if self.early_stopping_metric == "rank_ic" and kind == "regression":
+            # judged as evaluation judges it: the realised raw return's ranking within each validation date
+            self._val_ic = (DateGroups.of(vidx[:, 0]), data.y_ret[vidx[:, 0], vidx[:, 1]])
         if self.library == "lightgbm":
             self.models = self._lightgbm(kind, x, y, xv, yv, cat)
         elif self.library == "xgboost":
