@@ -11,6 +11,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("deepq.tasks.data", "market data cache: import, download, update, quality, sql (deepq data -h)"),
     "serve": ("deepq.tasks.serve", "REST + gRPC prediction service over the model registry (A/B, shadow)"),
     "models": ("deepq.tasks.models", "model registry: list | promote | archive | show | verify"),
+    "predict": (
+        "deepq.tasks.predict",
+        "batch scoring with a registered model: --date, --start/--end, --since-training-end",
+    ),
     "monitor": ("deepq.tasks.monitor", "drift, decay and importance of a registered model; retrain on alert"),
     "backup": ("deepq.tasks.backup", "checksummed snapshot of the price cache, feature store and registry"),
     "restore": ("deepq.tasks.backup", "restore a snapshot (verified) into its locations or --into DIR"),
