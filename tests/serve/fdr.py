@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from deepq.export.registry import Registry
@@ -66,3 +67,10 @@ def tft_run_dir(factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         train(compose_cfg(out / "run", [*TFT_OVERRIDES, f"registry.root={out / 'registry'}"]))
         _RUN["tft"], _RUN["tft_registry"] = out / "run", out / "registry"
     return _RUN["tft"], _RUN["tft_registry"]
+
+
+def exported_fold_oof(run_dir: Path) -> pd.DataFrame:
+    """The run's out-of-fold LSTM predictions on the last fold: the fold its exported model was fitted on."""
+    frame = pd.read_parquet(run_dir / "predictions.parquet")
+    lstm = frame[frame["model"] == "lstm"]
+    return lstm[lstm["fold"] == lstm["fold"].max()]

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from deepq.export.registry import Registry
 from deepq.serve.app import create_app
 from deepq.serve.service import PredictionService, ServeSettings
+from tests.serve.fdr import exported_fold_oof
 
 KEY = "test-key-123"
 H = {"X-API-Key": KEY}
@@ -39,9 +40,7 @@ def served(fdr_run, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def oof(fdr_run):
-    frame = pd.read_parquet(fdr_run / "predictions.parquet")
-    lstm = frame[frame["model"] == "lstm"]
-    return lstm[lstm["fold"] == lstm["fold"].max()]  # the exported model is the last fold's
+    return exported_fold_oof(fdr_run)
 
 
 def test_api_predictions_equal_offline_out_of_fold_predictions(served, oof):

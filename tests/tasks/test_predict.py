@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from deepq.tasks.predict import PredictError, main, open_scorer, predict, select_dates
-from tests.serve.fdr import registry_with_run
+from tests.serve.fdr import exported_fold_oof, registry_with_run
 
 
 @pytest.fixture(scope="module")
@@ -20,9 +20,7 @@ def registry(fdr_run, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def oof(fdr_run):
-    frame = pd.read_parquet(fdr_run / "predictions.parquet")
-    lstm = frame[frame["model"] == "lstm"]
-    return lstm[lstm["fold"] == lstm["fold"].max()]  # the exported model is the last fold's
+    return exported_fold_oof(fdr_run)
 
 
 def test_predictions_equal_the_runs_out_of_fold_predictions(registry, oof):
