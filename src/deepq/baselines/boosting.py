@@ -64,7 +64,6 @@ class Boosted:
         if early_stopping_metric == "rank_ic" and library != "lightgbm":
             raise ValueError(f"{name}: early_stopping_metric=rank_ic is built for lightgbm only so far")
         self.early_stopping_metric = early_stopping_metric
-        self._val_ic: tuple[DateGroups, np.ndarray] | None = None  # the fold's val dates and raw returns
         self.quantiles = tuple(sorted(quantiles)) if quantiles else None
         # XGBoost has no native categorical here without pandas frames: it sees no sector at all
         self.use_sector = use_sector and library != "xgboost"
@@ -93,7 +92,10 @@ class Boosted:
             raise ValueError(f"{self.name}: quantiles make sense only for returns or risk, not task {task!r}")
         return "binary" if task == "direction" else "multiclass"
 
-    def _lightgbm(self, kind: str, x, y, xv, yv, cat: list[int]) -> list[Any]:
+    def _lightgbm(
+        self, kind: str, x, y, xv, yv, cat: list[int], val_ic: tuple[DateGroups, np.ndarray] | None = None
+    ) -> list[Any]:
+        """`val_ic`: the validation rows' dates and raw returns, to stop on their per-date rank IC."""
         import lightgbm as lgb
 
         base = {
@@ -115,10 +117,8 @@ class Boosted:
             "callbacks": callbacks,
             "categorical_feature": cat or "auto",
         }
-        if self._val_ic is not None and kind == "regression":
-            groups, outcome = (
-                self._val_ic
-            )  # stop on the per-date rank IC of the validation slice, not its MSE
+        if val_ic is not None:  # stop on the per-date rank IC of the validation slice, not its MSE
+            groups, outcome = val_ic
 
             def rank_ic(_y: np.ndarray, pred: np.ndarray) -> tuple[str, float, bool]:
                 return "rank_ic", mean_rank_ic(groups, pred, outcome), True
@@ -213,12 +213,12 @@ class Boosted:
         if kind in ("binary", "multiclass"):
             y, yv = y.astype(int), yv.astype(int)
         cat = [x.shape[1] - 1] if self.use_sector else []
-        self._val_ic = None
+        val_ic = None
         if self.early_stopping_metric == "rank_ic" and kind == "regression":
             # judged as evaluation judges it: the realised raw return's ranking within each validation date
-            self._val_ic = (DateGroups.of(vidx[:, 0]), data.y_ret[vidx[:, 0], vidx[:, 1]])
+            val_ic = (DateGroups.of(vidx[:, 0]), data.y_ret[vidx[:, 0], vidx[:, 1]])
         if self.library == "lightgbm":
-            self.models = self._lightgbm(kind, x, y, xv, yv, cat)
+            self.models = self._lightgbm(kind, x, y, xv, yv, cat, val_ic)
         elif self.library == "xgboost":
             self.models = self._xgboost(kind, x, y, xv, yv)
         else:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from deepq.dataset.targets import MIN_NAMES
+from deepq.dataset.targets import MIN_NAMES, row_mean
 
 
 @dataclass(frozen=True)
@@ -36,23 +36,16 @@ class DateGroups:
         return np.where(self.rows >= 0, np.asarray(values, np.float64)[np.maximum(self.rows, 0)], np.nan)
 
 
-def _ranks(grid: np.ndarray) -> np.ndarray:
-    return pd.DataFrame(grid).rank(axis=1, method="average").to_numpy()
-
-
 def daily_rank_ic(groups: DateGroups, score: np.ndarray, outcome: np.ndarray) -> np.ndarray:
     """[D] Spearman correlation of score and outcome within each date; 0 where scores are all tied."""
     s, y = groups.grid(score), groups.grid(outcome)
     both = np.isfinite(s) & np.isfinite(y)
-    rs, ry = _ranks(np.where(both, s, np.nan)), _ranks(np.where(both, y, np.nan))
-    n = both.sum(axis=1)
-    rs = rs - np.nanmean(np.where(both, rs, np.nan), axis=1, keepdims=True) if n.any() else rs
-    ry = ry - np.nanmean(np.where(both, ry, np.nan), axis=1, keepdims=True) if n.any() else ry
+    rs, ry = (pd.DataFrame(np.where(both, a, np.nan)).rank(axis=1).to_numpy() for a in (s, y))
+    rs, ry = rs - row_mean(rs)[:, None], ry - row_mean(ry)[:, None]  # NaN outside `both`
     cov = np.nansum(rs * ry, axis=1)
     var = np.sqrt(np.nansum(rs**2, axis=1) * np.nansum(ry**2, axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ic = np.where((var > 0) & (n >= MIN_NAMES), cov / np.where(var > 0, var, 1.0), 0.0)
-    return ic
+    ok = (var > 0) & (both.sum(axis=1) >= MIN_NAMES)
+    return np.where(ok, cov / np.where(ok, var, 1.0), 0.0)
 
 
 def mean_rank_ic(groups: DateGroups, score: np.ndarray, outcome: np.ndarray) -> float:

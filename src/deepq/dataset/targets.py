@@ -47,6 +47,9 @@ class TargetContext:
 class TargetStep(Protocol):
     name: str
 
+    def span(self, horizon_days: int) -> int:
+        """Sessions after t that this step's target of t reads."""
+
     def fit(self, y: np.ndarray, rows: np.ndarray, ctx: TargetContext) -> None:
         """Learn from the training rows' cells only (most steps are per date and learn nothing)."""
 
@@ -62,17 +65,19 @@ def _cs(y: np.ndarray, ctx: TargetContext) -> np.ndarray:
     return out
 
 
-def _row_mean(a: np.ndarray) -> np.ndarray:
+def row_mean(a: np.ndarray) -> np.ndarray:
+    """Mean of each row's finite values; NaN for a row with none (and no warning)."""
     n = np.isfinite(a).sum(axis=1)
     s = np.nansum(a, axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n > 0, s / np.maximum(n, 1), np.nan)
 
 
-class _PerDate:
-    """A step that learns nothing: each date is transformed from its own cross-section."""
+class _Step:
+    """A step that reads the label's own span and, unless it overrides `fit`, learns nothing: each date is
+    transformed from its own cross-section."""
 
-    name = "per_date"
+    name = "step"
 
     def fit(self, y: np.ndarray, rows: np.ndarray, ctx: TargetContext) -> None:
         del y, rows, ctx
@@ -81,7 +86,7 @@ class _PerDate:
         return label_span(horizon_days)
 
 
-class Raw(_PerDate):
+class Raw(_Step):
     """The task's label as it is (the 'before' configuration), restricted to the cross-section's cells."""
 
     name = "raw"
@@ -90,7 +95,7 @@ class Raw(_PerDate):
         return np.where(ctx.sample, y, np.nan)
 
 
-class Excess(_PerDate):
+class Excess(_Step):
     """The label minus a benchmark of the same date and holding period: the equal-weight mean of the date's
     names (`equal`), their sector's mean (`sector`; a name with no sector, or in a sector with fewer than
     MIN_SECTOR_NAMES names that date, keeps the equal-weight mean: one name minus itself is a zero), or the
@@ -105,7 +110,7 @@ class Excess(_PerDate):
     def __call__(self, y: np.ndarray, ctx: TargetContext) -> np.ndarray:
         a = _cs(y, ctx)
         if self.by == "equal":
-            return a - _row_mean(a)[:, None]
+            return a - row_mean(a)[:, None]
         if self.by == "market":
             if ctx.market not in ctx.panel.symbols:
                 raise KeyError(
@@ -117,30 +122,30 @@ class Excess(_PerDate):
             ]
             return a - m[:, None]
         sectors = np.array([ctx.panel.sectors.get(s, "") for s in ctx.panel.symbols])
-        out = a - _row_mean(a)[:, None]
+        out = a - row_mean(a)[:, None]
         for sector in sorted(set(sectors) - {""}):
             cols = sectors == sector
             enough = np.isfinite(a[:, cols]).sum(axis=1) >= MIN_SECTOR_NAMES
-            demeaned = a[:, cols] - _row_mean(a[:, cols])[:, None]
+            demeaned = a[:, cols] - row_mean(a[:, cols])[:, None]
             out[:, cols] = np.where(enough[:, None], demeaned, out[:, cols])
         return out
 
 
-class CSZScore(_PerDate):
+class CSZScore(_Step):
     """(y - date mean) / date std over the cross-section (Qlib's CSZScoreNorm)."""
 
     name = "cs_zscore"
 
     def __call__(self, y: np.ndarray, ctx: TargetContext) -> np.ndarray:
         a = _cs(y, ctx)
-        mu = _row_mean(a)
+        mu = row_mean(a)
         with np.errstate(invalid="ignore"):
-            sd = np.sqrt(_row_mean((a - mu[:, None]) ** 2))
+            sd = np.sqrt(row_mean((a - mu[:, None]) ** 2))
         sd = np.where(sd > 0, sd, np.nan)
         return (a - mu[:, None]) / sd[:, None]
 
 
-class CSRank(_PerDate):
+class CSRank(_Step):
     """Gaussian rank per date: the inverse normal of (rank - 0.5) / n, ties at their average rank (Qlib's
     CSRankNorm ranks to a uniform and scales it; the Gaussian keeps MSE on it well behaved in the tails)."""
 
@@ -154,7 +159,7 @@ class CSRank(_PerDate):
             return ndtri((ranks - 0.5) / n)
 
 
-class Winsorize:
+class Winsorize(_Step):
     """Clip to the [lower, upper] quantiles: of each date's cross-section (`per_date`, the default, learns
     nothing), or of the fold's training cells (bounds fitted on training rows only)."""
 
@@ -164,9 +169,6 @@ class Winsorize:
         self.lower, self.upper, self.per_date = lower, upper, per_date
         self.name = "winsorize" + ("" if per_date else "_fitted")
         self.bounds: tuple[float, float] | None = None
-
-    def span(self, horizon_days: int) -> int:
-        return label_span(horizon_days)
 
     def fit(self, y: np.ndarray, rows: np.ndarray, ctx: TargetContext) -> None:
         if self.per_date:
@@ -192,7 +194,7 @@ class Winsorize:
         return np.clip(a, *self.bounds)
 
 
-class Horizons:
+class Horizons(_Step):
     """A blend of forward returns over several horizons, each normalised per date (`cs_rank` or
     `cs_zscore`) before weighting, then re-standardised per date. It replaces the label it is given, so it
     comes first in a pipeline; the blend's label span is its longest horizon's."""
@@ -216,9 +218,6 @@ class Horizons:
     def span(self, horizon_days: int) -> int:
         del horizon_days
         return label_span(max(self.horizons))
-
-    def fit(self, y: np.ndarray, rows: np.ndarray, ctx: TargetContext) -> None:
-        del y, rows, ctx
 
     def __call__(self, y: np.ndarray, ctx: TargetContext) -> np.ndarray:
         del y
@@ -245,8 +244,7 @@ class TargetPipeline:
 
     def span(self, horizon_days: int, task: str = "returns") -> int:
         """Sessions after t that the target of t reads (the folds purge at least this many)."""
-        spans = [getattr(s, "span", lambda h: label_span(h, task))(horizon_days) for s in self.steps]
-        return max([label_span(horizon_days, task), *spans])
+        return max([label_span(horizon_days, task), *(s.span(horizon_days) for s in self.steps)])
 
     def check_task(self, task: str) -> None:
         if not self.is_raw and task != "returns":
