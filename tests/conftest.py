@@ -14,13 +14,10 @@ os.environ.setdefault("DEEPQ_REGISTRY", tempfile.mkdtemp(prefix="deepq-test-regi
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
-from hydra.core.global_hydra import GlobalHydra  # noqa: E402
-from hydra.core.hydra_config import HydraConfig  # noqa: E402
-from omegaconf import DictConfig, open_dict  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
 
 from deepq.data.panel import Panel, load_panel  # noqa: E402
-from deepq.tasks.hydra_utils import CONFIG_DIR, project_root  # noqa: E402
+from deepq.tasks.hydra_utils import compose_run, project_root  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -58,15 +55,7 @@ def shared_data() -> Path:
 
 
 def compose_cfg(tmp_path: Path, overrides: list[str]) -> DictConfig:
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
-        cfg = compose("config", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(tmp_path)
-        cfg.hydra.job.num = 0
-        cfg.output_dir = str(tmp_path)
-    HydraConfig.instance().set_config(cfg)
-    return cfg
+    return compose_run(overrides, tmp_path)
 
 
 @pytest.fixture

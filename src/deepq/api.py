@@ -61,26 +61,13 @@ def train(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -
     """`deepq train <overrides>` in this process; returns the run. Default output: outputs/api/<timestamp>."""
     import time
 
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
-
-    from deepq.tasks.hydra_utils import CONFIG_DIR, project_root
+    from deepq.tasks.hydra_utils import compose_run, project_root
     from deepq.tasks.train import train as train_task
 
     out = Path(
         output_dir or project_root() / "outputs" / "api" / time.strftime("%Y-%m-%d_%H-%M-%S", time.gmtime())
     ).resolve()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
-        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
-    with open_dict(cfg):  # what the Hydra app would set: the run folder (loggers interpolate it)
-        cfg.hydra.runtime.output_dir = str(out)
-        cfg.hydra.job.num = 0
-        cfg.output_dir = str(out)
-    HydraConfig.instance().set_config(cfg)
-    train_task(cfg)
+    train_task(compose_run(overrides, out))
     return Run(out)
 
 
