@@ -26,7 +26,13 @@ from deepq.training.neural import NeuralModel
 from tests.conftest import compose_cfg
 
 TASKS = ("returns", "returns_quantile", "direction", "signal", "risk")
-DIAGONAL = {("lstm", "returns"), ("transformer", "direction"), ("tft", "risk"), ("deepar", "signal")}
+DIAGONAL = {
+    ("lstm", "returns"),
+    ("transformer", "direction"),
+    ("tft", "risk"),
+    ("deepar", "signal"),
+    ("master", "returns_quantile"),
+}
 FOLD = Fold(0, (100, 400), (402, 440), (442, 520))
 TINY = [
     "debug=tiny",

@@ -4,6 +4,13 @@ No window is ever materialised ahead of time: memory is the panel's size ([T, N,
 [T, N] label planes), and a batch of B windows of length L is one advanced-indexing gather. The tensors
 move to the training device once (`setup`), so on a GPU the gather runs there and no batch crosses the bus.
 Normalisation is fitted per fold on training rows only (see normalize.py) and applied inside the gather.
+
+Two batching modes over the same tensors and index:
+- `window` (default): a batch is B random (date, stock) windows.
+- `date`: a batch is whole cross-sections, every usable stock of `dates_per_batch` dates, rows ordered
+  date by date (`Batch.t` groups them). It is the ragged form of a `[k, N, L, F]` batch with a mask
+  (`deepq.models.ranking.dense_by_date` gives that view), without padding a date's missing stocks through the network. Ranking
+  losses compare the stocks of one date, and cross-stock networks attend across them.
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ class Batch(NamedTuple):
     aux_seq: torch.Tensor  # [B, L] auxiliary target per step (forward return, for the risk head), NaN if none
 
 
-BATCH_INPUTS = ("x", "static", "known", "y_past")  # the fields a network may declare in `net.inputs`
+BATCH_INPUTS = ("x", "static", "known", "y_past", "t")  # the fields a network may declare in `net.inputs`
 
 
 class WindowGather:
@@ -113,6 +120,46 @@ class PositionBatches(Sampler[torch.Tensor]):
         yield from order.split(self.batch_size)
 
 
+class DateBatches(Sampler[torch.Tensor]):
+    """Yields whole dates: the positions of every window of `dates_per_batch` dates per batch.
+
+    `t` is the date row of each position, sorted ascending (the date-major index). Training shuffles the
+    dates each epoch (seeded); evaluation keeps them in order. `max_dates` caps the dates per epoch.
+    """
+
+    def __init__(
+        self, t: np.ndarray, dates_per_batch: int, shuffle: bool, seed: int = 0, max_dates: int | None = None
+    ):
+        if len(t) and np.any(np.diff(t) < 0):
+            raise ValueError("DateBatches needs positions sorted by date (a date-major index)")
+        if dates_per_batch < 1:
+            raise ValueError(f"dates_per_batch must be >= 1, got {dates_per_batch}")
+        _, starts, counts = np.unique(t, return_index=True, return_counts=True)
+        self.starts, self.counts = torch.as_tensor(starts), torch.as_tensor(counts)
+        self.k, self.shuffle, self.seed = dates_per_batch, shuffle, seed
+        self.n_dates = min(len(starts), max_dates) if max_dates else len(starts)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return -(-self.n_dates // self.k)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(len(self.starts), generator=g)[: self.n_dates]
+            self.epoch += 1
+        else:
+            order = torch.arange(self.n_dates)
+        for chunk in order.split(self.k):
+            chunk = chunk.sort().values  # rows of a batch stay in date order
+            yield torch.cat(
+                [
+                    torch.arange(a, a + c)
+                    for a, c in zip(self.starts[chunk].tolist(), self.counts[chunk].tolist(), strict=True)
+                ]
+            )
+
+
 class PanelDataModule(L.LightningDataModule):
     def __init__(
         self,
@@ -133,6 +180,8 @@ class PanelDataModule(L.LightningDataModule):
         aux: np.ndarray | None = None,
         label_span: int = 2,
         future_days: int = 1,
+        batching: str = "window",
+        dates_per_batch: int = 4,
     ):
         super().__init__()
         T, N, F = features.shape
@@ -143,6 +192,9 @@ class PanelDataModule(L.LightningDataModule):
         self.normalization, self.clip, self.seed = normalization, clip, seed
         self.max_train_samples, self.label_span, self.future_days = max_train_samples, label_span, future_days
         self.max_val_samples = max_val_samples
+        if batching not in ("window", "date"):
+            raise ValueError(f"datamodule.batching must be 'window' or 'date', got {batching!r}")
+        self.batching, self.dates_per_batch = batching, dates_per_batch
         self.tradable = tradable
         present = np.isfinite(features).any(axis=2) if present is None else present
         if normalization == "rank":
@@ -200,12 +252,23 @@ class PanelDataModule(L.LightningDataModule):
 
     def index(self, start: int, stop: int, require_label: bool = True) -> np.ndarray:
         """[M, 2] (date row, symbol col) of usable windows with decision dates in [start, stop), symbol by
-        symbol in date order: consecutive windows then overlap, which evaluation can exploit (TFT)."""
+        symbol in date order: consecutive windows then overlap, which evaluation can exploit (TFT). In
+        date batching the index is date-major instead (each date's stocks together)."""
         ok = self.window_ok[start:stop]
         if require_label:
             ok = ok & np.isfinite(self.labels_np[start:stop])
-        s, t = np.nonzero(ok.T)
+        if self.batching == "date":
+            t, s = np.nonzero(ok)
+        else:
+            s, t = np.nonzero(ok.T)
         return np.stack([t + start, s], axis=1)
+
+    def eval_order(self, index: np.ndarray) -> np.ndarray:
+        """The order evaluation runs the rows of `index` in: symbol-major (overlapping windows together), or
+        date-major in date batching (each batch whole dates: a cross-stock network sees the full date)."""
+        if self.batching == "date":
+            return np.lexsort((index[:, 1], index[:, 0]))
+        return np.lexsort((index[:, 0], index[:, 1]))
 
     def _set_labels(self, labels: np.ndarray) -> None:
         """The training target every split reads (and its copy lagged by the label span, a past input)."""
@@ -240,6 +303,9 @@ class PanelDataModule(L.LightningDataModule):
         world = trainer.world_size if trainer is not None else 1
         if trainer is None or world <= 1:
             return index
+        if self.batching == "date":  # whole dates per process, so every batch stays a full cross-section
+            dates = np.unique(index[:, 0])
+            return index[np.isin(index[:, 0], dates[trainer.global_rank :: world])]
         if contiguous:
             return np.array_split(index, world)[trainer.global_rank]
         return index[trainer.global_rank :: world]
@@ -248,6 +314,13 @@ class PanelDataModule(L.LightningDataModule):
         assert self.gather is not None, "call set_fold(fold) before asking for data"
         ds = WindowDataset(index, self.gather, self.device)
         fold = self.fold.index if self.fold else 0
+        if self.batching == "date":
+            return DataLoader(
+                ds,
+                sampler=self._date_batches(index, train, seed=self.seed + fold),
+                batch_size=None,
+                num_workers=0,
+            )
         batches = PositionBatches(
             len(ds),
             self.batch_size if train else self.eval_batch_size,
@@ -257,10 +330,24 @@ class PanelDataModule(L.LightningDataModule):
         )
         return DataLoader(ds, sampler=batches, batch_size=None, num_workers=0)
 
+    def _date_batches(self, index: np.ndarray, train: bool, seed: int) -> DateBatches:
+        """Whole dates per batch: `dates_per_batch` for training; for evaluation as many dates as fill about
+        `eval_batch_size` rows. `max_train_samples` caps the windows per epoch as in window mode."""
+        t = index[:, 0]
+        n_dates = max(len(np.unique(t)), 1)
+        per_date = max(len(t) / n_dates, 1.0)
+        if train:
+            cap = -(-self.max_train_samples // int(per_date)) if self.max_train_samples else None
+            return DateBatches(t, self.dates_per_batch, shuffle=True, seed=seed, max_dates=cap)
+        return DateBatches(t, max(1, int(self.eval_batch_size // per_date)), shuffle=False)
+
     def split_index(self, split: str) -> np.ndarray:
         assert self.fold is not None
         seg = {"train": self.fold.train, "val": self.fold.val, "test": self.fold.test}[split]
-        return self.index(*seg)
+        # date batching keeps every usable window of a date, labelled or not: whether a stock's next return
+        # exists (a delisting) is future information, and a cross-stock network must see the date's whole
+        # universe. Rows without a label carry no loss.
+        return self.index(*seg, require_label=self.batching != "date")
 
     def loader_for(self, index: np.ndarray) -> DataLoader:
         """Sequential batches of exactly these (date row, symbol column) cells, e.g. a fold's scored rows."""

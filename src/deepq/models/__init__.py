@@ -10,6 +10,7 @@ from torch import nn
 
 from deepq.models.deepar import DeepARNet
 from deepq.models.lstm import LSTMNet
+from deepq.models.master import MasterNet
 from deepq.models.tft import TFTNet
 from deepq.models.transformer import TransformerNet
 
@@ -18,6 +19,7 @@ NETWORKS: dict[str, type[nn.Module]] = {
     "transformer": TransformerNet,
     "tft": TFTNet,
     "deepar": DeepARNet,
+    "master": MasterNet,
 }
 
 

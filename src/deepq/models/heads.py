@@ -2,7 +2,8 @@
 
 A head says how many raw outputs it needs from a network (`n_params`), maps them into their domain
 (`forward`, the part that is exported with the network), gives the training loss, and names its outputs.
-`point` is the forecast on the label's scale; `score` reduces a prediction to one number per sample,
+`point` is the forecast on the label's scale; a head with `needs_dates` (RankHead) also takes each sample's
+date row `t` and compares the stocks of one date, so it needs date-batched training; `score` reduces a prediction to one number per sample,
 larger = more bullish (or more risk), for ranking. `loss(raw, y, aux)`: `aux` is an auxiliary target
 (the forward return, for the risk head's VaR/CVaR quantiles); other heads ignore it.
 All `loss` methods take raw outputs [M, n_params] and labels [M], so a network can be trained on every
@@ -18,11 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepq.models.ranking import LOSSES, ranking_loss
+
 
 class Head(nn.Module):
     n_params: int = 1
     output_names: tuple[str, ...] = ("pred",)
     needs_aux: bool = False
+    needs_dates: bool = False
     center: torch.Tensor
     spread: torch.Tensor
     levels: torch.Tensor
@@ -65,6 +69,38 @@ class PointHead(Head):
         if self.loss_name == "huber":
             return F.huber_loss(pred, y, delta=self.huber_delta)
         return F.mse_loss(pred, y)
+
+
+class RankHead(Head):
+    """A score trained to order the stocks of each date: a per-date ranking loss (deepq.models.ranking: `ic`,
+    `listnet`, `pairwise`), plus `mse_weight` x MSE on the (normalised) target if wanted, which keeps the
+    score on the target's scale. Needs `datamodule.batching=date`: random windows hold ~1 stock per date."""
+
+    needs_dates = True
+
+    def __init__(self, loss: str = "ic", mse_weight: float = 0.0):
+        super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"rank head loss must be one of {LOSSES}, got {loss!r}")
+        self.loss_name, self.mse_weight = loss, mse_weight
+
+    def forward(self, raw: torch.Tensor) -> torch.Tensor:
+        return raw[:, :1] + self.center
+
+    def loss(
+        self,
+        raw: torch.Tensor,
+        y: torch.Tensor,
+        aux: torch.Tensor | None = None,
+        t: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if t is None:
+            raise ValueError("a rank head's loss needs each sample's date row t (date-batched training)")
+        score = raw[:, 0] + self.center
+        loss = ranking_loss(self.loss_name, score, y, t)
+        if self.mse_weight:
+            loss = loss + self.mse_weight * F.mse_loss(score, y)
+        return loss
 
 
 class ClassHead(Head):

@@ -206,6 +206,33 @@ class SelfAttention(nn.Module):
         return self.drop(self.out(y))
 
 
+def same_date(t: torch.Tensor) -> torch.Tensor:
+    """[B, B] True where two samples share a date row: the stocks one sample may attend to or average over."""
+    return t[:, None] == t[None, :]
+
+
+class CrossStockAttention(nn.Module):
+    """Multi-head attention across the stocks of each date (MASTER's inter-stock aggregation), pre-norm and
+    residual: h [B, D] per-stock states, t [B] date rows -> [B, D]. A sample attends only to samples of its own
+    date, so a batch of whole dates is k independent cross-sections; a served batch is one date."""
+
+    def __init__(self, d: int, n_heads: int, dropout: float = 0.0):
+        super().__init__()
+        if d % n_heads:
+            raise ValueError(f"hidden size {d} must be divisible by n_heads={n_heads}")
+        self.h, self.norm, self.qkv, self.out = n_heads, nn.LayerNorm(d), nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.ff = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        B, D = h.shape
+        q, k, v = self.qkv(self.norm(h)).view(B, 3, self.h, D // self.h).permute(1, 2, 0, 3).unbind(0)
+        mask = torch.zeros(B, B, dtype=h.dtype, device=h.device).masked_fill(~same_date(t), float("-inf"))
+        y = attention(q, k, v, mask).transpose(0, 1).reshape(B, D)
+        h = h + self.drop(self.out(y))
+        return h + self.drop(self.ff(h))
+
+
 class InterpretableAttention(nn.Module):
     """TFT's multi-head attention: per-head queries and keys, one value projection shared by all heads, heads
     averaged, so the averaged attention pattern is a readable importance over time steps."""

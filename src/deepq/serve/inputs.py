@@ -109,7 +109,7 @@ def _load_panel_features(
     )
 
 
-SERVABLE_INPUTS = ("x", "static", "known")  # the datamodule's batch fields the server can rebuild
+SERVABLE_INPUTS = ("x", "static", "known", "t")  # the datamodule's batch fields the server can rebuild
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,9 @@ class Inputs:
     reasons: dict[str, str]  # key -> why it has no prediction
     as_of: str | None = None  # the session the windows end on
     stale: bool = False  # as_of is not the requested date (allowed with allow_stale)
+    # a cross-stock model's tensors hold the date's whole servable cross-section; these are the rows of its
+    # output that answer the requested (usable) keys. None: the tensors are exactly the requested rows.
+    select: np.ndarray | None = None
 
     @property
     def x(self) -> torch.Tensor:
@@ -149,6 +152,8 @@ class InputBuilder:
                 f"the config's features {list(source.feature_names)} differ from model.json's {list(self.feature_names)}"
             )
         self.input_names = tuple(meta.get("inputs") or ("x",))
+        # a network reading `t` attends across the stocks of a date: it is always run on a whole date
+        self.cross_section = "t" in self.input_names
         if self.input_names[0] != "x" or not set(self.input_names) <= set(SERVABLE_INPUTS):
             raise InputError(
                 f"model.json inputs {list(self.input_names)}: the server builds {list(SERVABLE_INPUTS)} with x first"
@@ -254,6 +259,11 @@ class InputBuilder:
                 if not ok
             }
         sel = cols[usable]
+        if self.cross_section:  # the scores depend on the cross-section: run the date's whole universe
+            universe = np.flatnonzero(self.servable[t])
+            tensors = self.model_inputs(np.full(len(universe), t), universe)
+            select = np.searchsorted(universe, sel)
+            return Inputs(tensors, list(symbols), usable, reasons, str(panel.dates[t]), stale, select)
         tensors = self.model_inputs(np.full(len(sel), t), sel)
         return Inputs(tensors, list(symbols), usable, reasons, str(panel.dates[t]), stale)
 
@@ -265,6 +275,8 @@ class InputBuilder:
                 out.append(self.windows(t, s))
             elif name == "static":
                 out.append(torch.from_numpy(self._static_of_col[s]))
+            elif name == "t":  # date rows: a cross-stock network only compares them for equality
+                out.append(torch.as_tensor(t, dtype=torch.long))
             else:  # known: the calendar of the window's sessions and the future_days after t
                 rows = torch.as_tensor(t, dtype=torch.long)[:, None] + self._known_offsets
                 out.append(self._calendar[rows])

@@ -106,6 +106,9 @@ class LoadedModel:
         n = len(inputs.x)
         if n == 0:
             return {}
+        if inputs.select is not None:  # a cross-stock model: the whole date in one pass, then the asked rows
+            out = postprocess(self.run(inputs.tensors), self.meta)
+            return {k: v[inputs.select] for k, v in out.items()}
         outs = [self.run(inputs.rows(i, i + batch_size)) for i in range(0, n, batch_size)]
         return postprocess(outs[0] if len(outs) == 1 else np.concatenate(outs), self.meta)
 

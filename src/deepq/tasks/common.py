@@ -70,4 +70,6 @@ def build_model(cfg: DictConfig) -> FoldModel:
         run_name=cfg.name,
         seed=int(cfg.seed),
         module_kwargs=dict(cfg.model.get("module") or {}),
+        monitor=str((cfg.get("early_stopping") or {}).get("monitor", "val_loss")),
+        mode=str((cfg.get("early_stopping") or {}).get("mode", "min")),
     )

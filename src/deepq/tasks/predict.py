@@ -169,7 +169,15 @@ def score(scorer: Scorer, rows: np.ndarray, symbols: Sequence[str] | None = None
     tt, ss = np.nonzero(present)
     t, s = rows[tt], cols[ss]
     ok = b.servable[t, s]
-    out = _forward(scorer.module, b.model_inputs(t[ok], s[ok])) if ok.any() else None
+    if b.cross_section and ok.any():  # scores depend on the cross-section: run each date's whole universe
+        ut, us = np.nonzero(b.servable[rows])
+        ut = rows[ut]
+        order = np.lexsort((us, ut))
+        ut, us = ut[order], us[order]
+        full = _forward(scorer.module, b.model_inputs(ut, us), dates=ut)
+        out = full[np.searchsorted(ut * len(panel.symbols) + us, t[ok] * len(panel.symbols) + s[ok])]
+    else:
+        out = _forward(scorer.module, b.model_inputs(t[ok], s[ok])) if ok.any() else None
     result = postprocess(out, dict(scorer.meta)) if out is not None else {}
     frame = pd.DataFrame(
         {
@@ -191,11 +199,20 @@ def score(scorer: Scorer, rows: np.ndarray, symbols: Sequence[str] | None = None
 
 
 def _forward(
-    module: torch.jit.ScriptModule, inputs: tuple[torch.Tensor, ...], batch: int = 4096
+    module: torch.jit.ScriptModule,
+    inputs: tuple[torch.Tensor, ...],
+    batch: int = 4096,
+    dates: np.ndarray | None = None,
 ) -> np.ndarray:
+    """The module over `inputs` in batches of about `batch` rows; with `dates` (sorted date rows of a
+    cross-stock model's inputs) a batch ends only where a date ends, so no date is split."""
     n = len(inputs[0])
+    bounds = list(range(0, n, batch)) + [n]
+    if dates is not None:
+        ends = np.r_[np.flatnonzero(np.diff(dates)) + 1, n]  # where each date's rows stop
+        bounds = [0, *sorted({int(ends[np.searchsorted(ends, b)]) for b in bounds[1:]})]
     with torch.inference_mode():
-        outs = [module(*(x[i : i + batch] for x in inputs)).numpy() for i in range(0, n, batch)]
+        outs = [module(*(x[a:b] for x in inputs)).numpy() for a, b in zip(bounds, bounds[1:], strict=False)]
     return np.concatenate(outs)
 
 

@@ -199,10 +199,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             formats=["torchscript", *(f for f in formats if f != "torchscript")],
         )
 
-    best_val = getattr(model, "best_val_loss", {})
-    result: dict[str, float] = {
-        "val_loss": float(np.nanmean(list(best_val.values()))) if best_val else float("nan")
-    }
+    result = validation_summary(model)
     task_metrics = [m for m, _ in VERDICT_METRICS.get(data.task.name, ())]
     for row in evaluation.summary.to_dict("records"):
         for metric in dict.fromkeys(["dir_acc", "rank_ic", "mse", *task_metrics]):
@@ -240,6 +237,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
         console.print(f"registered {version.ref} ({version.stage}) in {cfg.registry.root}")
     console.print(f"outputs in {out}  ({meta['seconds']} s)")
     return result
+
+
+def validation_summary(model: Any) -> dict[str, float]:
+    """Mean over folds of each validation metric at the kept epoch: val_loss, and val_rank_ic where the model
+    logs it (networks; `optimized_metric=val_rank_ic` with `hydra.sweeper.direction=maximize`)."""
+    best_val = getattr(model, "best_val_loss", {})
+    out = {"val_loss": float(np.nanmean(list(best_val.values()))) if best_val else float("nan")}
+    per_fold = list(getattr(model, "val_scores", {}).values())
+    ics = [m["val_rank_ic"] for m in per_fold if "val_rank_ic" in m]
+    if ics:
+        out["val_rank_ic"] = float(np.mean(ics))
+    return out
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")

@@ -2,7 +2,11 @@
 
 The network declares which Batch fields it reads (`net.inputs`); the module feeds exactly those, so the same
 module trains an LSTM on x alone and a TFT on (x, static, known). Networks with `sequence_training` (DeepAR)
-are trained on every step of the window. `compile=True` trains through `torch.compile` while the eager
+are trained on every step of the window; a head with `needs_dates` (a ranking loss) also gets each sample's
+date row. Validation logs `val_rank_ic`, the mean per-date rank IC of the scores against what the task
+orders stocks by (deepq.dataset.crosssection; ties at their average rank, an all-tied date scores 0): the
+realised raw forward return, or for risk the realised volatility label. It can be the early-stopping monitor
+and the sweep objective. `compile=True` trains through `torch.compile` while the eager
 `Forecaster` stays the thing that is exported.
 """
 
@@ -13,10 +17,12 @@ from collections.abc import Callable
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 import torchmetrics as tm
 from torch import nn
 
+from deepq.dataset.crosssection import DateGroups, mean_rank_ic
 from deepq.dataset.datamodule import Batch
 from deepq.models import net_inputs
 from deepq.models.heads import ClassHead, Head
@@ -81,6 +87,8 @@ class ForecastModule(L.LightningModule):
         self.inputs = self.model.inputs
         self.sequence_training = bool(getattr(net, "sequence_training", False))
         self.val_metrics = task_metrics(task, head).clone(prefix="val_")
+        self.risk = task == "risk"  # a risk score orders stocks by volatility, not by return
+        self._val_rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.use_compile = compile  # (nn.Module.compile is a method: do not shadow it)
         self._train_net: Callable[..., torch.Tensor] | None = None
 
@@ -103,8 +111,19 @@ class ForecastModule(L.LightningModule):
             ok = torch.isfinite(batch.y_seq)
             aux = batch.aux_seq[ok] if head.needs_aux else None
             return head.loss(raw[ok].float(), batch.y_seq[ok], aux)
+        return self._head_loss(self._raw(batch, sequence=False).float(), batch)
+
+    def _head_loss(self, raw: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """The head's loss on the decision date. Date batches also hold unlabelled windows (the date's whole
+        universe, as context for cross-stock networks): they carry no loss."""
+        head = self.model.head
         aux = batch.aux_seq[:, -1] if head.needs_aux else None
-        return head.loss(self._raw(batch, sequence=False).float(), batch.y, aux)
+        if head.needs_dates:  # ranking losses skip unlabelled rows themselves
+            return head.loss(raw, batch.y, aux, t=batch.t)  # type: ignore[call-arg]
+        ok = torch.isfinite(batch.y)
+        if bool(ok.all()):
+            return head.loss(raw, batch.y, aux)
+        return head.loss(raw[ok], batch.y[ok], None if aux is None else aux[ok])
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         loss = self._loss(batch)
@@ -114,21 +133,32 @@ class ForecastModule(L.LightningModule):
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         # validation scores the decision date only, whatever the network trains on
         raw = self.model.net(*batch_inputs(batch, self.inputs)).float()
-        aux = batch.aux_seq[:, -1] if self.model.head.needs_aux else None
-        loss = self.model.head.loss(raw, batch.y, aux)
+        loss = self._head_loss(raw, batch)
         self.log("val_loss", loss, prog_bar=True, batch_size=len(batch.y), sync_dist=True)
         out = self.model.head(raw)
         head = self.model.head
+        outcome = batch.y if self.risk else batch.aux_seq[:, -1]
+        self._val_rows.append((head.score(out).detach().cpu(), outcome.cpu(), batch.t.cpu()))
+        ok = torch.isfinite(batch.y)
+        if not bool(ok.any()):
+            return
+        out, y = out[ok], batch.y[ok]
         if isinstance(head, ClassHead):
             pred = out[:, 0] if head.n_classes == 2 else out
-            self.val_metrics.update(pred, batch.y.long())
+            self.val_metrics.update(pred, y.long())
         else:
-            self.val_metrics.update(head.point(out), batch.y)
+            self.val_metrics.update(head.point(out), y)
 
     def on_validation_epoch_end(self) -> None:
         with contextlib.suppress(ValueError, RuntimeError):  # e.g. a one-class validation slice has no AUC
             self.log_dict(self.val_metrics.compute(), sync_dist=True)
         self.val_metrics.reset()
+        if self._val_rows:
+            score, outcome, t = (torch.cat(c).double().numpy() for c in zip(*self._val_rows, strict=True))
+            self._val_rows.clear()
+            ok = np.isfinite(outcome)
+            ic = mean_rank_ic(DateGroups.of(t[ok]), score[ok], outcome[ok]) if ok.any() else 0.0
+            self.log("val_rank_ic", float(ic), prog_bar=True, sync_dist=True)
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
         out = self.model(*batch_inputs(batch, self.inputs))

@@ -45,6 +45,8 @@ class NeuralModel:
         seed: int = 0,
         module_kwargs: dict[str, Any] | None = None,  # ForecastModule options: compile
         n_samples: int = 200,  # draws per forecast for distribution heads (DeepAR's sampled quantiles)
+        monitor: str = "val_loss",  # the validation metric whose best epoch is kept (early_stopping.monitor)
+        mode: str = "min",
     ):
         self.name, self.run_name, self.seed = name, run_name, seed
         self.net_factory, self.head_factory, self.optimizer, self.scheduler = net, head, optimizer, scheduler
@@ -53,7 +55,9 @@ class NeuralModel:
         self.module_kwargs, self.n_samples = dict(module_kwargs or {}), n_samples
         self.dm: PanelDataModule | None = None
         self.module: ForecastModule | None = None
+        self.monitor, self.mode = monitor, mode
         self.best_val_loss: dict[int, float] = {}
+        self.val_scores: dict[int, dict[str, float]] = {}  # every val_ metric at each fold's kept epoch
         self.sectors: tuple[str, ...] = ()
         self.symbols: tuple[str, ...] = ()
         self.task = "returns"
@@ -83,6 +87,16 @@ class NeuralModel:
         head.calibrate(*dm.label_stats)  # the fold's training labels: median and robust spread
         spec = dm.input_spec() | {"n_outputs": head.n_params}
         net = self.net_factory(**accepted_kwargs(self.net_factory, spec))
+        needs = [
+            why
+            for why, on in (
+                (f"the {type(head).__name__}'s ranking loss compares the stocks of a date", head.needs_dates),
+                (f"{type(net).__name__} attends across the stocks of a date", "t" in net_inputs(net)),
+            )
+            if on
+        ]
+        if needs and dm.batching != "date":
+            raise ValueError(f"{'; '.join(needs)}: set datamodule.batching=date (whole dates per batch)")
         return ForecastModule(net, head, self.optimizer, self.scheduler, task=self.task, **self.module_kwargs)
 
     def fit(self, data: PanelData, fold: Fold) -> None:
@@ -90,7 +104,7 @@ class NeuralModel:
         dm.set_fold(fold, None if not data.target.steps else data.fold_labels(fold))
         self.task = data.task.name
         self.module = self.build(dm)
-        restore = RestoreBestWeights("val_loss")
+        restore = RestoreBestWeights(self.monitor, self.mode)
         callbacks = [*(self.callbacks_factory() if self.callbacks_factory else []), restore]
         logger = (
             self.logger_factory(fold=fold.index, run_name=self.run_name) if self.logger_factory else False
@@ -98,16 +112,34 @@ class NeuralModel:
         trainer = self.trainer_factory(callbacks=callbacks, logger=logger)
         trainer.fit(self.module, datamodule=dm)
         self.module.eval()
-        self.best_val_loss[fold.index] = restore.best
+        self.val_scores[fold.index] = restore.metrics
+        self.best_val_loss[fold.index] = restore.metrics.get("val_loss", float("nan"))
 
     @torch.no_grad()
     def predict_outputs(self, index: np.ndarray) -> np.ndarray:
-        """Raw head outputs for the (date row, symbol col) rows of `index`, in its order. Windows are run
-        symbol by symbol in date order (overlapping windows batched together) and put back."""
+        """Raw head outputs for the (date row, symbol col) rows of `index`, in its order. Windows are run in
+        the datamodule's evaluation order (symbol by symbol, so overlapping windows batch together; or whole
+        dates in date batching) and put back. A cross-stock network (one reading `t`) is run over every usable
+        window of the asked dates, labelled or not, as the server runs a date: its score for a stock does not
+        depend on which other rows were asked for."""
         assert self.module is not None and self.dm is not None, "fit before predict"
+        if "t" not in self.module.model.inputs:
+            return self._outputs(index)
+        dates = np.unique(index[:, 0])
+        t, s = np.nonzero(self.dm.window_ok[dates])
+        context = np.stack([dates[t], s], axis=1)  # date-major, so its flat keys are sorted
+        n = self.dm.n_symbols
+        keys, want = context[:, 0] * n + context[:, 1], index[:, 0] * n + index[:, 1]
+        pos = np.minimum(np.searchsorted(keys, want), max(len(keys) - 1, 0))
+        if len(index) and not np.array_equal(keys[pos], want):
+            raise ValueError("asked to predict a (date, symbol) cell that has no usable window")
+        return self._outputs(context)[pos]
+
+    def _outputs(self, index: np.ndarray) -> np.ndarray:
+        assert self.module is not None and self.dm is not None
         model = self.module.model.eval()
         device = next(model.parameters()).device
-        order = np.lexsort((index[:, 0], index[:, 1]))
+        order = self.dm.eval_order(index)
         outs = [
             model(*(v.to(device) for v in batch_inputs(batch, model.inputs))).float().cpu()
             for batch in self.dm.loader_for(index[order])
