@@ -192,6 +192,11 @@ def test_a_run_trains_on_the_target_and_scores_raw_returns(tmp_path, model, extr
     # (stopping on the sample's noisy validation IC keeps fewer trees still; on the full panel it is 96 %)
     floor = {"lstm": 0.99, "lightgbm": 0.5 if extra else 0.8}[model]
     assert distinct.median() > floor, distinct.describe()
+    # the degeneracy guard reads the same scores and passes the model (the verdict raises no flag)
+    ev = json.loads((tmp_path / "metrics.json").read_text())["evaluation"]
+    guard = {r["model"]: r for r in ev["degeneracy"]}[model]
+    assert not guard["degenerate"] and "DEGENERATE" not in run["verdict"], guard
+    assert guard["distinct_share"] > floor and guard["tied_date_share"] == 0.0
 
 
 def test_daily_rank_ic_matches_pandas_spearman_and_counts_ties_as_zero(setup):

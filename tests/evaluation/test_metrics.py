@@ -72,6 +72,30 @@ def test_daily_ic_matches_scipy_per_date(rows):
             assert ic.loc[d] == pytest.approx(ref(g["score"], g["y_ret"])[0], abs=1e-12), (method, d)
 
 
+def test_one_ic_convention_for_evaluation_and_early_stopping(rows):
+    """Evaluation's daily IC and the boosters' early-stopping IC are one function: ties at average rank, an
+    all-tied date scores 0 and counts, a date with too few names is left out."""
+    from deepq.dataset.crosssection import DateGroups
+    from deepq.dataset.crosssection import daily_rank_ic as selection_ic
+
+    g = rows.copy()
+    dates = np.sort(g["date"].unique())
+    tied, thin = dates[3], dates[10]
+    g.loc[g["date"] == tied, "score"] = 0.1 * 3  # equal floats whose demeaned residue is not exactly 0
+    g = g[(g["date"] != thin) | (g.groupby("date").cumcount() < M.MIN_NAMES_FOR_IC - 1)]
+    g.loc[g.index[:40], "score"] = g.loc[g.index[:40], "score"].round(2)  # partial ties: average ranks
+    for method, ref in (("spearman", stats.spearmanr), ("pearson", stats.pearsonr)):
+        ic, n_tied = M.ic_by_date(g, method=method)
+        assert n_tied == 1 and ic.loc[tied] == 0.0 and thin not in ic.index, method
+        assert len(ic) == len(dates) - 1
+        first = g[g["date"] == dates[0]]
+        assert ic.loc[dates[0]] == pytest.approx(ref(first["score"], first["y_ret"])[0], abs=1e-12)
+    sel = selection_ic(DateGroups.of(g["date"].to_numpy()), g["score"].to_numpy(), g["y_ret"].to_numpy())
+    ours = M.daily_rank_ic(g)
+    np.testing.assert_allclose(sel[np.isfinite(sel)], ours.to_numpy(), atol=1e-12)
+    assert np.isnan(sel).sum() == 1  # the thin date: no cross-section, not a zero
+
+
 def test_icir_and_rank_ic_t(rows):
     ic = M.daily_rank_ic(rows)
     s = M.summarize(rows)

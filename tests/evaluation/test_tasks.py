@@ -66,6 +66,28 @@ def test_compare_builds_leaderboard_over_a_multirun_folder(sweep, capsys):
     assert (board["model"] == "always_up").sum() == 1 and (board["model"] == "zero_return").sum() == 1
 
 
+def test_a_degenerate_run_is_flagged_in_verdict_report_and_leaderboard(sweep, tmp_path):
+    """`deepq train` of a model that gives every stock of a date the same score: the verdict, the report's red
+    banner and `deepq compare` all name it; the real ranking run beside it is not marked."""
+    fast = [o for o in FAST if not o.startswith("+model.plugin")]
+    plugin = ["+model.plugin._target_=tests.evaluation.degenerate.MarketMean"]
+    train(compose_cfg(tmp_path / "flat", [*fast, *plugin]))
+    metrics = json.loads((tmp_path / "flat" / "metrics.json").read_text())
+    assert "DEGENERATE market_mean" in metrics["run"]["verdict"]
+    assert "dates had all scores tied and count as 0" in metrics["run"]["verdict"]
+    html = (tmp_path / "flat" / "report.html").read_text()
+    assert '<div class="banner" id="degenerate"><b>Degenerate forecaster: market_mean.</b>' in html
+    assert 'class="banner"' not in (sweep / "0" / "report.html").read_text()
+
+    compare.main([str(sweep / "0"), str(tmp_path / "flat"), "--out", str(tmp_path / "board")])
+    board = leaderboard(find_runs([sweep / "0", tmp_path / "flat"])).set_index("model")
+    assert board.loc["market_mean", "degenerate"] == "DEGENERATE"
+    assert board.loc["last_return", "degenerate"] == ""
+    md = (tmp_path / "board" / "leaderboard.md").read_text()
+    assert md.startswith("# deepq leaderboard\n\n**DEGENERATE") and "flat:market_mean" in md
+    assert '<td class="miss"><b>DEGENERATE</b></td>' in (tmp_path / "board" / "leaderboard.html").read_text()
+
+
 @pytest.mark.slow  # rebuilds the panel: about 15 s of CPU
 def test_compare_reevaluate_rebuilds_report(sweep):
     run = sweep / "1"

@@ -15,8 +15,10 @@ import numpy as np
 import pandas as pd
 
 from deepq.dataset.context import PanelData
+from deepq.dataset.crosssection import IC_CONVENTION
 from deepq.dataset.labels import entry_price, forward_return
 from deepq.evaluation import metrics as M
+from deepq.evaluation.degeneracy import DegeneracySpec, degeneracy_table
 from deepq.evaluation.performance import performance
 from deepq.evaluation.portfolio import PortfolioSpec, backtest
 from deepq.evaluation.regimes import (
@@ -58,6 +60,7 @@ class EvalOptions:
     n_boot: int = 500
     mean_block: float = 10.0
     seed: int = 0
+    degeneracy: DegeneracySpec = DegeneracySpec()
 
 
 def options_from_config(node: Mapping[str, Any] | None, n_trials: int = 1, seed: int = 0) -> EvalOptions:
@@ -77,6 +80,8 @@ def options_from_config(node: Mapping[str, Any] | None, n_trials: int = 1, seed:
         kw["market"] = tuple(node["market"])
     if "ic_horizons" in node:
         kw["ic_horizons"] = tuple(int(h) for h in node["ic_horizons"])
+    if "degeneracy" in node:
+        kw["degeneracy"] = DegeneracySpec(**dict(node["degeneracy"] or {}))
     if "stress" in node:
         kw["stress"] = tuple(StressWindow(**dict(w)) for w in node["stress"])
     if kw.get("primary", base.primary) not in {p.name for p in specs}:
@@ -99,10 +104,12 @@ class EvalResult:
     confusion: dict[str, pd.DataFrame] = field(default_factory=dict)
     primary: str = ""
     task: str = ""
+    # per model with a score: do its scores tell stocks apart (deepq.evaluation.degeneracy)
+    degeneracy: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def to_json(self) -> dict[str, Any]:
         def rec(df: pd.DataFrame) -> list[dict[str, Any]]:
-            return df.replace({np.nan: None}).to_dict("records")
+            return df.replace({np.nan: None, np.inf: None, -np.inf: None}).to_dict("records")
 
         return {
             "summary": rec(self.summary),
@@ -111,6 +118,8 @@ class EvalResult:
             "regimes": rec(self.regimes),
             "stress": rec(self.stress),
             "targets": rec(self.targets),
+            "degeneracy": rec(self.degeneracy),
+            "rank_ic_convention": IC_CONVENTION,
             "primary_portfolio": self.primary,
             "task": self.task,
         }
@@ -315,6 +324,10 @@ def evaluate_run(oof: pd.DataFrame, data: PanelData, options: EvalOptions | None
                 columns=["pred down", "pred up"],
             )
     summary = pd.DataFrame(summary_rows)
+    guard = degeneracy_table(oof, opt.degeneracy)
+    if len(guard) and len(summary):  # the guard's figures beside each model's metrics (compare reads them)
+        cols = ["model", "distinct_share", "tied_date_share", "dispersion_ratio", "degenerate"]
+        summary = summary.merge(guard[cols], on="model", how="left")
     portfolios = pd.DataFrame(port_rows)
     daily = pd.concat(daily_frames, ignore_index=True) if daily_frames else pd.DataFrame()
     if len(daily) and bench_sym:
@@ -351,6 +364,7 @@ def evaluate_run(oof: pd.DataFrame, data: PanelData, options: EvalOptions | None
         confusion=conf,
         primary=opt.primary,
         task=data.task.name,
+        degeneracy=guard,
     )
 
 

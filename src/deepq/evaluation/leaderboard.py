@@ -26,10 +26,13 @@ from deepq.evaluation.stats import deflated_sharpe_ratio, pbo_cscv  # noqa: E402
 from deepq.utils.io import write_atomic  # noqa: E402
 
 COLUMNS = (
-    "run", "model", "task", "dir_acc", "dir_acc_lo", "dir_acc_hi", "always_up_acc", "rank_ic", "rank_ic_lo",
+    "run", "model", "task", "degenerate", "distinct_share", "dispersion_ratio", "dir_acc", "dir_acc_lo", "dir_acc_hi", "always_up_acc", "rank_ic", "rank_ic_lo",
     "rank_ic_hi", "icir", "mse", "r2", "signal_acc", "r2_log_vol", "qlike", "portfolio", "sharpe", "sharpe_lo", "sharpe_hi", "gross_sharpe",
     "max_drawdown", "win_rate", "turnover_per_day", "deflated_sharpe", "targets_met",
 )  # fmt: skip
+
+
+DEGENERATE = "DEGENERATE"  # the leaderboard's mark of a model whose scores barely differ across stocks
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,10 @@ def leaderboard(runs: list[RunRecord]) -> pd.DataFrame:
     repeated = frame["_baseline"] & frame[same].astype(str).duplicated()
     frame = frame[~repeated]
     frame = frame[[c for c in COLUMNS if c in frame.columns]]
+    if "degenerate" in frame.columns:  # the guard's verdict as a mark, not a bool lost among the figures
+        frame["degenerate"] = frame["degenerate"].map(
+            lambda v: DEGENERATE if isinstance(v, bool | np.bool_) and v else ""
+        )
     key = "sharpe" if "sharpe" in frame.columns else "rank_ic"
     return frame.sort_values(key, ascending=False, na_position="last").reset_index(drop=True)
 
@@ -118,6 +125,23 @@ def sweep_stats(returns: pd.DataFrame) -> dict[str, float]:
     }
 
 
+def flagged_rows(board: pd.DataFrame) -> pd.DataFrame:
+    """The leaderboard rows the degeneracy guard flagged (see deepq.evaluation.degeneracy)."""
+    if board.empty or "degenerate" not in board.columns:
+        return board.iloc[0:0]
+    return board[board["degenerate"] == DEGENERATE]
+
+
+def flagged_text(board: pd.DataFrame) -> str:
+    rows = flagged_rows(board)
+    if rows.empty:
+        return ""
+    names = ", ".join(f"{r.run}:{r.model}" for r in rows.itertuples(index=False))
+    return (
+        f"{DEGENERATE} (scores barely differ across stocks; their rank IC and portfolios rank ties): {names}"
+    )
+
+
 def to_markdown(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "(no runs)\n"
@@ -145,19 +169,24 @@ def write_leaderboard(out_dir: Path, runs: list[RunRecord]) -> tuple[Path, Path]
             ax.set_title("primary portfolio after costs, every run and model (common dates)")
             ax.legend(fontsize=7, ncol=2)
             plot = png(fig)
+    board_html = table(board).replace(f"<td>{DEGENERATE}</td>", f'<td class="miss"><b>{DEGENERATE}</b></td>')
     note = (
         "Deflated Sharpe of the best configuration discounts for the number of configurations tried; PBO is the "
         "probability that the in-sample best configuration ranks in the bottom half out of sample (CSCV)."
     )
     body = f"""<!doctype html><html><head><meta charset="utf-8"><title>deepq leaderboard</title>
 <style>{CSS}</style></head><body><h1>deepq leaderboard ({len(runs)} runs)</h1>
-<h2>Leaderboard</h2>{table(board)}
+{f'<div class="banner">{html.escape(flagged_text(board))}</div>' if len(flagged_rows(board)) else ""}
+<h2>Leaderboard</h2>{board_html}
 <h2>Sweep statistics</h2>{table(stats_df)}<p class="note">{html.escape(note)}</p>{plot}
 <h2>Runs</h2><ul>{"".join(f"<li>{html.escape(r.name)}: {html.escape(str(r.path))}</li>" for r in runs)}</ul>
 </body></html>"""
     out_dir.mkdir(parents=True, exist_ok=True)
     h = write_atomic(out_dir / "leaderboard.html", lambda tmp: tmp.write_text(body))
-    md = "# deepq leaderboard\n\n" + to_markdown(board)
+    md = "# deepq leaderboard\n\n"
+    if warn := flagged_text(board):
+        md += f"**{warn}**\n\n"
+    md += to_markdown(board)
     if stats:
         md += "\n## Sweep statistics\n\n" + to_markdown(stats_df) + f"\n{note}\n"
     m = write_atomic(out_dir / "leaderboard.md", lambda tmp: tmp.write_text(md))

@@ -18,7 +18,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-MIN_NAMES_FOR_IC = 5
+from deepq.dataset.crosssection import DateGroups, daily_ic_of
+from deepq.dataset.targets import MIN_NAMES
+
+MIN_NAMES_FOR_IC = MIN_NAMES  # one threshold for every IC deepq computes
 EPS = 1e-15
 
 
@@ -130,38 +133,34 @@ def calibration_table(y_true: np.ndarray, p: np.ndarray, n_bins: int = 10) -> pd
 
 
 # --------------------------------------------------------------------------------------- cross-sectional
-def daily_ic(
+def ic_by_date(
     df: pd.DataFrame, score: str = "score", target: str = "y_ret", method: str = "spearman"
-) -> pd.Series:
-    """Per-date correlation between score and target across names (dates with too few names dropped).
+) -> tuple[pd.Series, int]:
+    """Per-date correlation between score and target across names, and the number of all-tied dates.
 
-    method = "spearman" (rank IC) or "pearson" (IC). Vectorised: demeaned products summed per date.
+    method = "spearman" (rank IC) or "pearson" (IC). The convention is the boosters' early-stopping one
+    (deepq.dataset.crosssection.IC_CONVENTION): ties at average rank; a date whose scores or targets are
+    all tied scores 0 and counts; a date with fewer than MIN_NAMES_FOR_IC names is left out.
     """
     d = df[["date", score, target]].dropna()
     if d.empty:
-        return pd.Series(dtype=float)
-    counts = d.groupby("date")[score].transform("size")
-    d = d[counts >= MIN_NAMES_FOR_IC]
-    if d.empty:
-        return pd.Series(dtype=float)
-    if method == "spearman":
-        a = d.groupby("date")[score].rank()
-        b = d.groupby("date")[target].rank()
-    elif method == "pearson":
-        a, b = d[score], d[target]
-    else:
-        raise ValueError(f"daily_ic method must be 'spearman' or 'pearson', got {method!r}")
-    a = a - a.groupby(d["date"]).transform("mean")
-    b = b - b.groupby(d["date"]).transform("mean")
-    g = pd.DataFrame({"ab": a * b, "aa": a * a, "bb": b * b, "date": d["date"]}).groupby("date").sum()
-    den = np.sqrt(g["aa"] * g["bb"])
-    ic = (g["ab"] / den.where(den > 0)).dropna()
-    ic.name = "ic"
-    return ic
+        return pd.Series(dtype=float, name="ic"), 0
+    groups = DateGroups.of(d["date"].to_numpy())
+    daily = daily_ic_of(groups, d[score].to_numpy(float), d[target].to_numpy(float), method)
+    keep = np.isfinite(daily.ic)
+    ic = pd.Series(daily.ic[keep], index=pd.Index(groups.keys[keep], name="date"), name="ic")
+    return ic, daily.n_tied
+
+
+def daily_ic(
+    df: pd.DataFrame, score: str = "score", target: str = "y_ret", method: str = "spearman"
+) -> pd.Series:
+    """Per-date IC (see ic_by_date for how ties and thin dates count)."""
+    return ic_by_date(df, score, target, method)[0]
 
 
 def daily_rank_ic(df: pd.DataFrame, score: str = "score", target: str = "y_ret") -> pd.Series:
-    """Spearman correlation between score and forward return, per date (dates with too few names dropped)."""
+    """Spearman correlation between score and forward return, per date (see ic_by_date)."""
     return daily_ic(df, score, target, "spearman")
 
 
@@ -173,8 +172,8 @@ def icir(ic: pd.Series, periods: int = 252) -> float:
 
 # ------------------------------------------------------------------------------------------------ tables
 def summarize(df: pd.DataFrame) -> dict[str, float | int]:
-    """Metrics of one model on one set of rows."""
-    ic = daily_rank_ic(df)
+    """Metrics of one model on one set of rows (rank IC dates and all-tied dates counted: see ic_by_date)."""
+    ic, n_tied = ic_by_date(df)
     out = {
         "n": len(df),
         "dir_acc": direction_accuracy(df["up"].to_numpy(float), df["y_ret"].to_numpy(float)),
@@ -183,6 +182,8 @@ def summarize(df: pd.DataFrame) -> dict[str, float | int]:
         "mae": mae(df["pred"].to_numpy(float), df["y"].to_numpy(float)),
         "r2": r2(df["pred"].to_numpy(float), df["y"].to_numpy(float)),
         "rank_ic": float(ic.mean()) if len(ic) else float("nan"),
+        "rank_ic_dates": len(ic),
+        "rank_ic_tied_dates": n_tied,
         "icir": icir(ic),
         "rank_ic_t": float(ic.mean() / ic.std(ddof=1) * np.sqrt(len(ic)))
         if len(ic) > 2 and ic.std() > 0

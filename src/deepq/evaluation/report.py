@@ -22,7 +22,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from deepq.dataset.crosssection import IC_CONVENTION  # noqa: E402
 from deepq.dataset.folds import Fold  # noqa: E402
+from deepq.evaluation.degeneracy import flagged_models, warning_text  # noqa: E402
 from deepq.evaluation.evaluate import EvalResult  # noqa: E402
 from deepq.evaluation.performance import drawdown, equity_curve  # noqa: E402
 from deepq.utils.io import write_atomic  # noqa: E402
@@ -31,12 +33,14 @@ CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:12px}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.note{color:#555;font-size:13px}
+.banner{background:#c62828;color:#fff;padding:.8em 1.2em;font-size:15px;border-radius:4px}
 .met{background:#e5f5e5}.miss{background:#fbeaea}img{max-width:100%}h2{margin-top:1.6em}
 """
 
 SUMMARY_COLUMNS = (
-    "model", "n", "dir_acc", "dir_acc_lo", "dir_acc_hi", "always_up_acc", "p_acc_vs_50", "p_acc_vs_always_up",
-    "dir_acc_se_clustered", "dir_acc_se_iid", "rank_ic", "rank_ic_lo", "rank_ic_hi", "icir", "ic", "mse", "mae",
+    "model", "n", "degenerate", "distinct_share", "dispersion_ratio", "dir_acc", "dir_acc_lo", "dir_acc_hi", "always_up_acc", "p_acc_vs_50", "p_acc_vs_always_up",
+    "dir_acc_se_clustered", "dir_acc_se_iid", "rank_ic", "rank_ic_lo", "rank_ic_hi", "rank_ic_dates",
+    "rank_ic_tied_dates", "icir", "ic", "mse", "mae",
     "r2", "price_r2", "price_r2_rw", "cls_accuracy", "cls_balanced_accuracy", "cls_f1", "cls_log_loss", "cls_auc",
     "cls_brier", "signal_acc", "r2_log_vol", "qlike", "var95_breach_rate", "var95_kupiec_p", "var95_christoffersen_p",
 )  # fmt: skip
@@ -202,6 +206,55 @@ def targets_html(targets: pd.DataFrame) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
+def degeneracy_banner(result: EvalResult, models: Sequence[str] | None = None) -> str:
+    """The red banner naming each flagged model of `models` (all models when None), with its figures."""
+    flagged = flagged_models(result.degeneracy, None if models is None else list(models))
+    if flagged.empty:
+        return ""
+    names = ", ".join(html.escape(str(m)) for m in flagged["model"])
+    return (
+        f'<div class="banner" id="degenerate"><b>Degenerate forecaster: {names}.</b> '
+        f"{html.escape(warning_text(flagged))} Its rank IC and portfolios rank ties, not stocks: read them "
+        'as a defect, not a result (see <a href="#guard">the guard</a>).</div>'
+    )
+
+
+def degeneracy_html(result: EvalResult, models: Sequence[str] | None = None) -> str:
+    g = result.degeneracy
+    if g.empty:
+        return '<p class="note">no model has a ranking score</p>'
+    shown = g.assign(degenerate=g["degenerate"].map({True: "DEGENERATE", False: ""}))
+    body = table(shown).replace("<td>DEGENERATE</td>", '<td class="miss"><b>DEGENERATE</b></td>')
+    others = flagged_models(g)
+    if models is not None:
+        others = others[~others["model"].isin(list(models))]
+    note = (
+        f" Baselines that tie by construction (flagged, no banner): {html.escape(', '.join(others['model']))}."
+        if len(others)
+        else ""
+    )
+    return body + f'<p class="note">{GUARD_NOTE}{note}</p>'
+
+
+GUARD_NOTE = (
+    "distinct_share: median over dates of distinct scores / scored names; tied_date_share: dates whose scores "
+    "are all equal; dispersion_ratio: mean over dates of the cross-sectional std of scores over the std across "
+    "dates of the daily mean score (near 0: the scores move with the market, not across stocks)."
+)
+
+
+def ties_note(result: EvalResult) -> str:
+    s = result.summary
+    if s.empty or "rank_ic_tied_dates" not in s:
+        return ""
+    tied = [
+        f"{html.escape(str(r.model))}: {int(r.rank_ic_tied_dates)} of {int(r.rank_ic_dates)} dates all tied, scored 0"
+        for r in s.itertuples(index=False)
+        if pd.notna(r.rank_ic_tied_dates) and r.rank_ic_tied_dates > 0
+    ]
+    return f"Rank IC: {html.escape(IC_CONVENTION)}." + (f" {'; '.join(tied)}." if tied else "")
+
+
 def write_report(
     path: str | Path,
     title: str,
@@ -210,11 +263,14 @@ def write_report(
     dates: np.ndarray,
     verdict: str,
     config_yaml: str,
+    models: Sequence[str] | None = None,
 ) -> Path:
+    """`models`: the run's own model(s), whose degeneracy raises the red banner (None: every model)."""
     fold_plan = pd.DataFrame([f.describe(dates) for f in folds])
     body = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>{CSS}</style></head><body>
 <h1>{html.escape(title)}</h1>
+{degeneracy_banner(result, models)}
 <p>{html.escape(verdict)}</p>
 <h2 id="targets">Seed targets</h2>{targets_html(result.targets)}
 <p class="note">Intervals: direction accuracy and signal accuracy use date-clustered standard errors (the date is the unit
@@ -224,7 +280,9 @@ portfolio <b>{html.escape(result.primary)}</b> after costs. Always-up and the ra
 <p class="note">dir_acc: share of rows whose predicted direction matched the sign of the forward return; always_up_acc on
 the same rows. p_acc_vs_50 / p_acc_vs_always_up: one-sided iid binomial and exact McNemar p-values (optimistic: compare
 dir_acc_se_clustered with dir_acc_se_iid). rank_ic: mean daily Spearman correlation of score and forward return, CI by
-Newey-West over dates. price_r2: median per-symbol R² of predicted exit price, beside the random walk's.</p>
+Newey-West over dates. price_r2: median per-symbol R² of predicted exit price, beside the random walk's.
+{ties_note(result)}</p>
+<h2 id="guard">Do the scores tell stocks apart?</h2>{degeneracy_html(result, models)}
 <h2 id="portfolios">Portfolios after costs</h2>{table(result.portfolios, PORTFOLIO_COLUMNS)}
 <p class="note">Sharpe CI: stationary bootstrap; deflated_sharpe: probability that the true Sharpe beats the best of
 dsr_trials skill-less trials; win_rate: share of (position, holding period) pairs with positive P&amp;L; hit_rate: share of

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from deepq.evaluation.evaluate import evaluate_run, options_from_config
-from deepq.evaluation.leaderboard import find_runs, leaderboard, write_leaderboard
+from deepq.evaluation.leaderboard import find_runs, flagged_text, leaderboard, write_leaderboard
 from deepq.evaluation.report import write_report
 from deepq.tasks.common import build_panel_data, purge_days
 from deepq.tasks.hydra_utils import register_resolvers
@@ -44,8 +44,9 @@ def reevaluate(run_dir: Path) -> None:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     metrics["evaluation"] = result.to_json()
     verdict = (metrics.get("run") or {}).get("verdict", "")
+    own = (metrics.get("run") or {}).get("model")
     write_report(run_dir / "report.html", f"deepq {cfg.name}", result, folds, data.panel.dates, verdict,
-                 OmegaConf.to_yaml(cfg))  # fmt: skip
+                 OmegaConf.to_yaml(cfg), models=[own] if own else None)  # fmt: skip
     if len(result.daily):
         write_parquet_atomic(result.daily, run_dir / "portfolio_returns.parquet", index=False)
     write_json_atomic(metrics, run_dir / "metrics.json")
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     t = Table(title=f"leaderboard ({len(runs)} runs)")
     cols = [
         c
-        for c in ("run", "model", "dir_acc", "rank_ic", "sharpe", "max_drawdown", "targets_met")
+        for c in ("run", "model", "degenerate", "dir_acc", "rank_ic", "sharpe", "max_drawdown", "targets_met")
         if c in board
     ]
     for c in cols:
@@ -80,6 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     for row in board[cols].itertuples(index=False):
         t.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
     console.print(t)
+    if warn := flagged_text(board):
+        console.print(warn, style="bold red", markup=False, highlight=False)
     console.print(f"wrote {html_path} and {md_path}")
 
 

@@ -23,7 +23,8 @@ from deepq.baselines.naive import HistoricalMean, MajorityClass, Naive
 from deepq.baselines.volatility import HAR
 from deepq.dataset.context import FoldModel, PanelData, Predictions
 from deepq.dataset.folds import Fold
-from deepq.evaluation.evaluate import evaluate_run, options_from_config
+from deepq.evaluation.degeneracy import flagged_models, warning_text
+from deepq.evaluation.evaluate import EvalResult, evaluate_run, options_from_config
 from deepq.evaluation.report import write_report
 from deepq.export.program import export_all
 from deepq.export.registry import Registry
@@ -89,6 +90,18 @@ def verdict(summary: pd.DataFrame, model: str, task: str = "returns") -> str:
         beats = mine > best if higher_is_better else mine < best
         parts.append(f"{metric} {mine:.4g} {'beats' if beats else 'does NOT beat'} {best_name} ({best:.4g})")
     return f"{model}: " + "; ".join(parts) + "."
+
+
+def guard_text(evaluation: EvalResult, model: str) -> str:
+    """What the verdict adds about ties: the model's degeneracy and the all-tied dates its rank IC scored 0."""
+    parts = [warning_text(flagged_models(evaluation.degeneracy, [model]))]
+    s = evaluation.summary.set_index("model")
+    if model in s.index and "rank_ic_tied_dates" in s and s.loc[model, "rank_ic_tied_dates"] > 0:
+        parts.append(
+            f"Rank IC: ties at average rank; {int(s.loc[model, 'rank_ic_tied_dates'])} of "
+            f"{int(s.loc[model, 'rank_ic_dates'])} dates had all scores tied and count as 0."
+        )
+    return " ".join(p for p in parts if p)
 
 
 def print_table(df: pd.DataFrame, title: str) -> None:
@@ -157,6 +170,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "model", ignore_index=True
     )
     text = verdict(evaluation.summary, model.name, data.task.name)
+    if guard := guard_text(evaluation, model.name):
+        text += " " + guard
     if (
         not data.target.is_raw
     ):  # the forecasts were fitted to a transformed target: say so where they are judged
@@ -167,13 +182,23 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if len(evaluation.portfolios):
         cols = ["model", "portfolio", "sharpe", "gross_sharpe", "cagr", "max_drawdown", "win_rate"]
         print_table(evaluation.portfolios[cols], "portfolios after costs (out of sample)")
-    console.print(text)
+    red = not flagged_models(evaluation.degeneracy, [model.name]).empty
+    console.print(text, style="bold red" if red else None, markup=False, highlight=False)
 
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     (out / "config.yaml").write_text(config_yaml)
     write_parquet_atomic(oof, out / "predictions.parquet", index=False)
     title = f"deepq {cfg.name}"
-    write_report(out / "report.html", title, evaluation, folds, data.panel.dates, text, config_yaml)
+    write_report(
+        out / "report.html",
+        title,
+        evaluation,
+        folds,
+        data.panel.dates,
+        text,
+        config_yaml,
+        models=[model.name],
+    )
     if len(evaluation.daily):
         write_parquet_atomic(evaluation.daily, out / "portfolio_returns.parquet", index=False)
     exportable = getattr(model, "exportable", None)
