@@ -3,6 +3,8 @@ predictions, and rank-IC early stopping for XGBoost and CatBoost checked against
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,7 +13,7 @@ from deepq.baselines.boosting import Boosted
 from deepq.baselines.ranking import date_order, group_sizes, one_date_rank_ic, relevance
 from deepq.dataset.crosssection import DateGroups, daily_rank_ic, mean_rank_ic
 from tests.baselines.helpers import make_data, make_folds
-from tests.conftest import sample_slice
+from tests.conftest import ROOT, sample_slice
 
 WIDE = [
     "AAPL",
@@ -204,3 +206,16 @@ def test_each_ranking_objective_walks_forward_and_tells_stocks_apart(tmp_path, m
     # early stopping on the small sample's noisy validation IC keeps few trees; on the full panel see README
     assert distinct.median() >= 0.3, distinct.describe()
     assert (mine.groupby("date")["score"].nunique() > 1).mean() > 0.95
+    # scripts/rank_table.py reads the same run folder to the same rank IC and distinct share
+    row = rank_table().rank_row(tmp_path)
+    assert row["model"] == model and row["rank_ic"] == pytest.approx(result[f"{model}/rank_ic"], abs=1e-12)
+    assert row["distinct"] == pytest.approx(distinct.median())
+    assert row["dates"] == mine["date"].nunique() and set(row["by_year"]) == {2009}
+
+
+def rank_table():
+    spec = importlib.util.spec_from_file_location("rank_table", ROOT / "scripts" / "rank_table.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
