@@ -6,6 +6,12 @@ squared error for returns and risk, log loss for direction, multiclass log loss 
 switches regression to pinball loss (one LightGBM model per level, one multi-quantile XGBoost or CatBoost
 model), sorted so the quantiles never cross; the median is the point forecast. CatBoost and LightGBM take
 the sector as a native categorical feature.
+
+`objective` swaps the returns regression for a ranking objective with dates as query groups (LightGBM
+`lambdarank` / `rank_xendcg`, XGBoost `rank:pairwise` / `rank:ndcg`, CatBoost `YetiRank`; see ranking.py):
+trained on `rank_levels` per-date relevance grades of the training target, predicting plain scores.
+`early_stopping_metric=rank_ic` stops any of the three on the validation slice's per-date rank IC against
+the realised raw return; `loss` stops on the library's own metric (MSE, or NDCG over whole dates when ranking).
 """
 
 from __future__ import annotations
@@ -24,6 +30,16 @@ from deepq.baselines.common import (
     subsample,
     tabular,
     targets,
+)
+from deepq.baselines.ranking import (
+    CatBoostRankIC,
+    XGBRankIC,
+    check_objective,
+    date_order,
+    group_sizes,
+    is_ranking,
+    one_date_rank_ic,
+    relevance,
 )
 from deepq.dataset.context import PanelData, Predictions
 from deepq.dataset.crosssection import DateGroups, mean_rank_ic
@@ -51,6 +67,8 @@ class Boosted:
         use_sector: bool = True,
         n_jobs: int = 2,
         seed: int = 0,
+        objective: str | None = None,
+        rank_levels: int = 20,
     ):
         if library not in ("lightgbm", "xgboost", "catboost"):
             raise ValueError(f"unknown boosting library {library!r}; use lightgbm, xgboost or catboost")
@@ -61,8 +79,12 @@ class Boosted:
             raise ValueError(
                 f"{name}: early_stopping_metric must be loss or rank_ic, got {early_stopping_metric!r}"
             )
-        if early_stopping_metric == "rank_ic" and library != "lightgbm":
-            raise ValueError(f"{name}: early_stopping_metric=rank_ic is built for lightgbm only so far")
+        check_objective(name, library, objective)
+        if objective is not None and quantiles:
+            raise ValueError(f"{name}: a ranking objective ({objective}) and quantiles exclude each other")
+        if rank_levels < 2:
+            raise ValueError(f"{name}: rank_levels must be >= 2, got {rank_levels}")
+        self.objective, self.rank_levels = objective, rank_levels
         self.early_stopping_metric = early_stopping_metric
         self.quantiles = tuple(sorted(quantiles)) if quantiles else None
         # XGBoost has no native categorical here without pandas frames: it sees no sector at all
@@ -86,6 +108,10 @@ class Boosted:
 
     # -- per-library training -------------------------------------------------------------------------
     def _kind(self, task: str) -> str:
+        if is_ranking(self.objective):
+            if task != "returns":
+                raise ValueError(f"{self.name}: objective {self.objective} ranks stocks; use task=returns")
+            return "rank"
         if task in ("returns", "risk"):
             return "quantile" if self.quantiles else "regression"
         if self.quantiles:
@@ -93,23 +119,47 @@ class Boosted:
         return "binary" if task == "direction" else "multiclass"
 
     def _lightgbm(
-        self, kind: str, x, y, xv, yv, cat: list[int], val_ic: tuple[DateGroups, np.ndarray] | None = None
+        self,
+        kind: str,
+        x,
+        y,
+        xv,
+        yv,
+        cat: list[int],
+        val_ic: tuple[DateGroups, np.ndarray] | None = None,
+        groups: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> list[Any]:
-        """`val_ic`: the validation rows' dates and raw returns, to stop on their per-date rank IC."""
+        """`val_ic`: the validation rows' dates and raw returns, to stop on their per-date rank IC.
+        `groups`: the train and validation rows per date (query groups) for a ranking objective."""
         import lightgbm as lgb
 
-        base = {
-            "n_estimators": self.n_estimators,
-            "learning_rate": self.learning_rate,
-            "num_leaves": 31,
-            "min_child_samples": 200,
-            "subsample": 0.8,
-            "subsample_freq": 1,
-            "colsample_bytree": 0.8,
-            "n_jobs": self.n_jobs,
-            "random_state": self.seed,
-            "verbose": -1,
-        } | self.params
+        ranking: dict[str, Any] = {}
+        if kind == "rank":
+            assert groups is not None
+            longest = int(max(groups[0].max(), groups[1].max()))
+            ranking = {
+                "objective": self.objective,
+                # linear gains: every grade step counts alike, so both tails of a date matter (a long-short
+                # book), not just its top names as with the default 2^grade - 1
+                "label_gain": list(range(self.rank_levels)),
+                "lambdarank_truncation_level": longest,  # pairs across the whole date, not its top 30
+            }
+        base = (
+            {
+                "n_estimators": self.n_estimators,
+                "learning_rate": self.learning_rate,
+                "num_leaves": 31,
+                "min_child_samples": 200,
+                "subsample": 0.8,
+                "subsample_freq": 1,
+                "colsample_bytree": 0.8,
+                "n_jobs": self.n_jobs,
+                "random_state": self.seed,
+                "verbose": -1,
+            }
+            | ranking
+            | self.params
+        )
         callbacks = [lgb.early_stopping(self.early_stopping_rounds, verbose=False)]
         fit_kw: dict[str, Any] = {
             "eval_X": (xv,),
@@ -118,13 +168,17 @@ class Boosted:
             "categorical_feature": cat or "auto",
         }
         if val_ic is not None:  # stop on the per-date rank IC of the validation slice, not its MSE
-            groups, outcome = val_ic
+            vgroups, outcome = val_ic
 
             def rank_ic(_y: np.ndarray, pred: np.ndarray) -> tuple[str, float, bool]:
-                return "rank_ic", mean_rank_ic(groups, pred, outcome), True
+                return "rank_ic", mean_rank_ic(vgroups, pred, outcome), True
 
             base["metric"] = "None"  # the custom metric alone decides early stopping
             fit_kw["eval_metric"] = rank_ic
+        if kind == "rank":
+            assert groups is not None
+            fit_kw |= {"group": groups[0], "eval_group": [groups[1]], "eval_at": [int(groups[1].max())]}
+            return [lgb.LGBMRanker(**base).fit(x, y, **fit_kw)]
         if kind == "quantile":
             assert self.quantiles is not None
             models = []
@@ -135,21 +189,49 @@ class Boosted:
         cls = lgb.LGBMRegressor if kind == "regression" else lgb.LGBMClassifier
         return [cls(**base).fit(x, y, **fit_kw)]
 
-    def _xgboost(self, kind: str, x, y, xv, yv) -> list[Any]:
+    def _xgboost(
+        self,
+        kind: str,
+        x,
+        y,
+        xv,
+        yv,
+        val_ic: tuple[DateGroups, np.ndarray] | None = None,
+        groups: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> list[Any]:
         import xgboost as xgb
 
-        base = {
-            "n_estimators": self.n_estimators,
-            "learning_rate": self.learning_rate,
-            "max_depth": 6,
-            "min_child_weight": 50,
-            "subsample": 0.8,
-            "colsample_bytree": 0.8,
-            "tree_method": "hist",
-            "n_jobs": self.n_jobs,
-            "random_state": self.seed,
-            "early_stopping_rounds": self.early_stopping_rounds,
-        } | self.params
+        base = (
+            {
+                "n_estimators": self.n_estimators,
+                "learning_rate": self.learning_rate,
+                "max_depth": 6,
+                "min_child_weight": 50,
+                "subsample": 0.8,
+                "colsample_bytree": 0.8,
+                "tree_method": "hist",
+                "n_jobs": self.n_jobs,
+                "random_state": self.seed,
+                "early_stopping_rounds": self.early_stopping_rounds,
+            }
+            | ({"objective": self.objective, "eval_metric": "ndcg"} if kind == "rank" else {})
+            | self.params
+        )
+        if val_ic is not None:
+            # stop on the validation dates' rank IC, maximised (XGBoost minimises a custom metric by default);
+            # a ranker's callable metric sees one query group at a time: it gets the raw returns as eval labels
+            base["eval_metric"] = one_date_rank_ic if kind == "rank" else XGBRankIC(*val_ic)
+            base["disable_default_eval_metric"] = True  # NDCG would refuse the raw returns as labels
+            base["early_stopping_rounds"] = None
+            stop = xgb.callback.EarlyStopping(
+                rounds=self.early_stopping_rounds, metric_name="rank_ic", maximize=True, save_best=False
+            )
+            base["callbacks"] = [stop]
+        if kind == "rank":
+            assert groups is not None
+            m = xgb.XGBRanker(**base)
+            ev = [(xv, yv if val_ic is None else val_ic[1])]
+            return [m.fit(x, y, group=groups[0], eval_set=ev, eval_group=[groups[1]], verbose=False)]
         if kind == "quantile":
             m = xgb.XGBRegressor(
                 objective="reg:quantileerror", quantile_alpha=np.array(self.quantiles), **base
@@ -160,30 +242,52 @@ class Boosted:
             m = xgb.XGBClassifier(**base)
         return [m.fit(x, y, eval_set=[(xv, yv)], verbose=False)]
 
-    def _catboost(self, kind: str, x, y, xv, yv, cat: list[int]) -> list[Any]:
+    def _catboost(
+        self,
+        kind: str,
+        x,
+        y,
+        xv,
+        yv,
+        cat: list[int],
+        val_ic: tuple[DateGroups, np.ndarray] | None = None,
+        dates: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> list[Any]:
+        """`dates`: each train and validation row's date, CatBoost's group_id for a ranking objective."""
         import catboost as cb
 
-        base = {
-            "iterations": self.n_estimators,
-            "learning_rate": self.learning_rate,
-            "depth": 6,
-            "thread_count": self.n_jobs,
-            "random_seed": self.seed,
-            "verbose": False,
-            "allow_writing_files": False,
-            "od_type": "Iter",
-            "od_wait": self.early_stopping_rounds,
-            "use_best_model": True,
-        } | self.params
+        base = (
+            {
+                "iterations": self.n_estimators,
+                "learning_rate": self.learning_rate,
+                "depth": 6,
+                "thread_count": self.n_jobs,
+                "random_seed": self.seed,
+                "verbose": False,
+                "allow_writing_files": False,
+                "od_type": "Iter",
+                "od_wait": self.early_stopping_rounds,
+                "use_best_model": True,
+            }
+            | ({"loss_function": self.objective, "eval_metric": "NDCG"} if kind == "rank" else {})
+            | self.params
+        )
         if kind == "quantile":
             levels = ",".join(str(q) for q in self.quantiles or ())
             base["loss_function"] = f"MultiQuantile:alpha={levels}"
         elif kind == "multiclass":
             base["loss_function"] = "MultiClass"
+        if val_ic is not None:  # use_best_model then keeps the iteration of the best validation rank IC
+            base["eval_metric"] = CatBoostRankIC(*val_ic)
         if cat:  # CatBoost wants categorical columns as integers
             x, xv = self._cat_frame(x, cat), self._cat_frame(xv, cat)
-        pool, vpool = cb.Pool(x, y, cat_features=cat or None), cb.Pool(xv, yv, cat_features=cat or None)
-        cls = cb.CatBoostClassifier if kind in ("binary", "multiclass") else cb.CatBoostRegressor
+        gid, vgid = dates if dates is not None else (None, None)
+        pool = cb.Pool(x, y, cat_features=cat or None, group_id=gid)
+        vpool = cb.Pool(xv, yv, cat_features=cat or None, group_id=vgid)
+        if kind == "rank":
+            cls: Any = cb.CatBoostRanker
+        else:
+            cls = cb.CatBoostClassifier if kind in ("binary", "multiclass") else cb.CatBoostRegressor
         return [cls(**base).fit(pool, eval_set=vpool)]
 
     @staticmethod
@@ -206,6 +310,8 @@ class Boosted:
         idx = subsample(idx[ok[idx[:, 0], idx[:, 1]]], self.max_train_rows, self.seed + fold.index)
         vidx = data.split_index(fold, "val")
         vidx = vidx[ok[vidx[:, 0], vidx[:, 1]]]
+        # date-major rows: the ranking libraries want each query group (date) contiguous
+        idx, vidx = idx[date_order(idx)], vidx[date_order(vidx)]
         if len(idx) == 0 or len(vidx) == 0:
             raise ValueError(f"{self.name}: fold {fold.index} has {len(idx)} train and {len(vidx)} val rows")
         x, xv = self.design(data, idx), self.design(data, vidx)
@@ -214,15 +320,20 @@ class Boosted:
             y, yv = y.astype(int), yv.astype(int)
         cat = [x.shape[1] - 1] if self.use_sector else []
         val_ic = None
-        if self.early_stopping_metric == "rank_ic" and kind == "regression":
+        if self.early_stopping_metric == "rank_ic" and kind in ("regression", "rank"):
             # judged as evaluation judges it: the realised raw return's ranking within each validation date
             val_ic = (DateGroups.of(vidx[:, 0]), data.y_ret[vidx[:, 0], vidx[:, 1]])
+        dates = groups = None
+        if kind == "rank":  # each date's stocks are one query group, graded 0..rank_levels-1 by the target
+            dates = (idx[:, 0], vidx[:, 0])
+            groups = (group_sizes(dates[0]), group_sizes(dates[1]))
+            y, yv = relevance(y, dates[0], self.rank_levels), relevance(yv, dates[1], self.rank_levels)
         if self.library == "lightgbm":
-            self.models = self._lightgbm(kind, x, y, xv, yv, cat, val_ic)
+            self.models = self._lightgbm(kind, x, y, xv, yv, cat, val_ic, groups)
         elif self.library == "xgboost":
-            self.models = self._xgboost(kind, x, y, xv, yv)
+            self.models = self._xgboost(kind, x, y, xv, yv, val_ic, groups)
         else:
-            self.models = self._catboost(kind, x, y, xv, yv, cat)
+            self.models = self._catboost(kind, x, y, xv, yv, cat, val_ic, dates)
         m = self.models[0]
         best = getattr(m, "best_iteration_", None) or getattr(m, "best_iteration", None)
         if callable(getattr(m, "get_best_iteration", None)):
@@ -252,7 +363,10 @@ class Boosted:
             extra = dict(zip(quantile_names(self.quantiles), q.T, strict=True))
             return from_point(task, q[:, mid], extra)
         m = self.models[0]
-        if kind == "regression":
+        if kind in (
+            "regression",
+            "rank",
+        ):  # a ranker's output is a plain score: only its order per date counts
             return from_point(task, np.asarray(m.predict(x)).reshape(-1))
         probs = np.asarray(m.predict_proba(x))
         return from_probs(task, probs[:, 1] if kind == "binary" else probs)
