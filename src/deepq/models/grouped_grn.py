@@ -26,7 +26,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 EPS = 1e-5  # F.layer_norm's default, as in the plain path
@@ -89,13 +88,15 @@ class GroupedGRNFunction(torch.autograd.Function):
         bufs = tuple(pool.take(V * N * k, x) for k in (h, d, d, d))
         e_buf, q_buf, s_buf, z_buf = bufs
         rstd = x.new_empty(V * N)
-        mean = x.new_empty(V, chunk, 1)  # not needed later
         out = x.new_empty(N, d)
+        tmp_h, tmp_d = x.new_empty(V, chunk, h), x.new_empty(V, chunk, d)  # per-chunk scratch
         for n0, n1 in row_chunks(N, chunk):
             n = n1 - n0
             xv, wv = xt[:, n0:n1, None], wt[:, n0:n1, None]
             E = _plane(e_buf, V, n0, n1, h)
-            F.elu_(torch.addcmul(b, xv, a, out=E))
+            U = torch.addcmul(b, xv, a, out=E)
+            # ELU(u) = max(u, exp(min(u, 0)) - 1), since e^u - 1 >= u: exp is much cheaper than expm1 here
+            torch.maximum(U, torch.clamp_max(U, 0.0, out=tmp_h[:, :n]).exp_().sub_(1.0), out=E)
             Q, S = _plane(q_buf, V, n0, n1, d), _plane(s_buf, V, n0, n1, d)
             torch.baddbmm(b2a, E, w2a, out=Q)  # P1 for now
             torch.baddbmm(b2b, E, w2b, out=S).sigmoid_()  # S = sigmoid(P2) = dGLU/dP1
@@ -104,7 +105,10 @@ class GroupedGRNFunction(torch.autograd.Function):
             R = G.addcmul_(xv, sa).add_(sb)  # + skip(x)
             Z = _plane(z_buf, V, n0, n1, d)
             r = rstd[V * n0 : V * n1].view(V, n, 1)
-            torch.ops.aten.native_layer_norm.out(R, [d], None, None, EPS, out0=Z, out1=mean[:, :n], out2=r)
+            # LayerNorm over rows of d = 32 written out: 3x faster than native_layer_norm on such short rows
+            torch.sub(R, R.mean(dim=-1, keepdim=True), out=Z)
+            var = torch.mul(Z, Z, out=tmp_d[:, :n]).mean(dim=-1, keepdim=True)
+            Z.mul_(torch.rsqrt(var.add_(EPS), out=r))
             torch.sum(torch.mul(Z, gamma).mul_(wv), 0, out=out[n0:n1])
         out.addmm_(w, beta)
         ctx.save_for_backward(x, w, a, w2, sa, gamma, beta)
@@ -132,8 +136,10 @@ class GroupedGRNFunction(torch.autograd.Function):
         dsa, dsb = torch.zeros_like(sa), torch.zeros_like(sa)
         dw2, db2 = torch.zeros_like(w2), x.new_zeros(V, 2, 2 * d)  # db2: row 1 (the ones row of x1)
         dgamma = torch.zeros_like(gamma)
-        gamma_t, w2_t = gamma.transpose(1, 2), w2.transpose(1, 2)
+        gamma_t = gamma.transpose(1, 2)
+        w2_t = w2.transpose(1, 2).contiguous()  # a transposed operand sends bmm down a ~25 % slower path
         dP = x.new_empty(V, min(ctx.chunk, N), 2 * d)
+        tmp_h = x.new_empty(V, min(ctx.chunk, N), h)
         for n0, n1 in row_chunks(N, ctx.chunk):
             n = n1 - n0
             G = gout[None, n0:n1]  # [1, n, d]
@@ -158,7 +164,8 @@ class GroupedGRNFunction(torch.autograd.Function):
             dw2.baddbmm_(E.transpose(1, 2), dPc)
             db2.baddbmm_(xs, dPc)
             dE = torch.bmm(dPc, w2_t)
-            dU = torch.ops.aten.elu_backward.grad_input(dE, 1.0, 1, 1, True, E, grad_input=dE)
+            # ELU'(u) from its output E: 1 where E > 0, E + 1 elsewhere
+            dU = dE.mul_(torch.clamp_max(E, 0.0, out=tmp_h[:, :n]).add_(1.0))
             dab = torch.bmm(xs, dU)
             da.add_(dab[:, :1])
             db.add_(dab[:, 1:])
