@@ -87,8 +87,9 @@ def one_date_rank_ic(outcome: np.ndarray, score: np.ndarray) -> float:
     """Rank IC of one date's rows, with daily_rank_ic's conventions. XGBRanker evaluates a callable metric
     per query group as f(labels, scores) and averages over groups, so with the validation rows' raw returns
     as their eval labels this is the same mean per-date rank IC as XGBRankIC."""
-    one = DateGroups(np.arange(len(score))[None, :])
-    return float(daily_rank_ic(one, np.asarray(score).reshape(-1), outcome)[0])
+    one = DateGroups.of(np.zeros(len(score), np.int64))
+    ic = daily_rank_ic(one, np.asarray(score).reshape(-1), outcome)
+    return float(ic[0]) if len(ic) and np.isfinite(ic[0]) else 0.0
 
 
 one_date_rank_ic.__name__ = "rank_ic"
