@@ -47,7 +47,7 @@ def world(tmp_path_factory):
     base = tmp_path_factory.mktemp("daily")
     prices = pd.read_parquet(SAMPLE / "prices.parquet")
     prices["date"] = pd.to_datetime(prices["date"])
-    prices = prices[prices["symbol"].isin(SYMBOLS) & (prices["date"] >= "2012-01-01")]
+    prices = prices[prices["symbol"].isin(SYMBOLS) & (prices["date"] >= "2018-01-01")]
     feed = base / "feed.parquet"
     _write(prices[prices["date"] <= CUT], feed)
     cache = base / "cache"
@@ -56,7 +56,7 @@ def world(tmp_path_factory):
     copy_meta({n: SAMPLE / n for n in ("sectors.parquet", "constituents.parquet")}, store)
     syncer(cfg, store, days, None).import_local(LocalSource(feed))  # `deepq data import`
     names = "[" + ",".join(f"'{s}'" for s in SYMBOLS) + "]"
-    overrides = ["debug=fdr", "data=cache", f"data.root={cache}", "data.start=2012-01-01",
+    overrides = ["debug=fdr", "data=cache", f"data.root={cache}", "data.start=2018-01-01", "split.max_folds=1",
                  f"data.symbols={names}", "datamodule.lookback=20", "model.hidden_size=8",
                  "registry.enabled=true", f"registry.root={base / 'registry'}"]  # fmt: skip
     train(compose_cfg(base / "run", overrides))

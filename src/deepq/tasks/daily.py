@@ -42,6 +42,7 @@ class StepResult:
     step: str
     status: str  # done | skipped | failed | not run
     detail: str
+    seconds: float = 0.0  # wall time of the step
 
 
 def load_daily_config(overrides: Sequence[str] = (), path: str | Path | None = None) -> DictConfig:
@@ -83,8 +84,12 @@ def daily(cfg: DictConfig, echo: Callable[[StepResult], None] | None = None) -> 
     ctx = Context(cfg, version, out, _cache_root(cfg, run_cfg))
     results: list[StepResult] = []
 
+    clock = [time.perf_counter()]
+
     def note(step: str, status: str, detail: str) -> None:
-        results.append(StepResult(step, status, detail))
+        now = time.perf_counter()
+        results.append(StepResult(step, status, detail, round(now - clock[0], 2)))
+        clock[0] = now
         if echo:
             echo(results[-1])
 
@@ -191,7 +196,8 @@ def _not_run(results: list[StepResult], echo: Callable[[StepResult], None] | Non
 
 def print_result(r: StepResult) -> None:
     colour = {"done": "green", "skipped": "cyan", "failed": "red"}.get(r.status, "yellow")
-    console.print(f"[bold]{r.step:<8}[/] [{colour}]{r.status}[/]: {r.detail}")
+    took = f" ({r.seconds:.1f} s)" if r.status in ("done", "failed") else ""
+    console.print(f"[bold]{r.step:<8}[/] [{colour}]{r.status}[/]{took}: {r.detail}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

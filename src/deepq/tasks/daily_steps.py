@@ -43,6 +43,7 @@ class Context:
     previous_session: str | None = None  # the data's last session before this run's update
     last_session: str | None = None  # ... and after it: the key of this run's state
     scorer: Scorer | None = field(default=None, repr=False)
+    data_cfg: DictConfig | None = field(default=None, repr=False)
 
     @property
     def predictions(self) -> Path:
@@ -65,19 +66,22 @@ def cache_last_session(root: Path) -> str | None:
 # ---- data update ------------------------------------------------------------------------------------------
 
 
-def update_overrides(ctx: Context) -> list[str]:
-    given = list(ctx.cfg["update"].overrides)
-    if not any(o.startswith("data.root=") for o in given):
-        given.insert(0, f"data.root={ctx.cache_root}")
-    return given
+def data_config(ctx: Context) -> DictConfig:
+    """`deepq data`'s config for the model's cache (composed once per run: Hydra takes most of a second)."""
+    from deepq.tasks.data import load_config
+
+    if ctx.data_cfg is None:
+        given = list(ctx.cfg["update"].overrides)
+        if not any(o.startswith("data.root=") for o in given):
+            given.insert(0, f"data.root={ctx.cache_root}")
+        ctx.data_cfg = load_config(given)
+    return ctx.data_cfg
 
 
 def step_update(ctx: Context) -> str:
-    from deepq.tasks.data import build_chain, load_config, store_and_sessions, syncer
+    from deepq.tasks.data import build_chain, store_and_sessions, syncer
 
-    if ctx.cache_root is None:
-        raise StepFailed("unreachable: update without a cache")  # daily.py skips the step instead
-    cfg = load_config(update_overrides(ctx))
+    cfg = data_config(ctx)
     store, days = store_and_sessions(cfg)
     symbols = list(store.manifest()["symbol"])
     if not symbols:
@@ -95,10 +99,10 @@ def step_update(ctx: Context) -> str:
 
 
 def step_quality(ctx: Context) -> str:
-    from deepq.tasks.data import load_config, store_and_sessions
+    from deepq.tasks.data import store_and_sessions
 
-    assert ctx.cache_root is not None and ctx.last_session is not None
-    cfg = load_config(update_overrides(ctx))
+    assert ctx.last_session is not None
+    cfg = data_config(ctx)
     store, days = store_and_sessions(cfg)
     q = ctx.cfg.quality
     newest = pd.Timestamp(ctx.last_session)
