@@ -15,6 +15,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "deepq.tasks.predict",
         "batch scoring with a registered model: --date, --start/--end, --since-training-end",
     ),
+    "daily": (
+        "deepq.tasks.daily",
+        "the scheduler's command: data update, quality gate, predict, monitor, server reload",
+    ),
     "monitor": ("deepq.tasks.monitor", "drift, decay and importance of a registered model; retrain on alert"),
     "backup": ("deepq.tasks.backup", "checksummed snapshot of the price cache, feature store and registry"),
     "restore": ("deepq.tasks.backup", "restore a snapshot (verified) into its locations or --into DIR"),

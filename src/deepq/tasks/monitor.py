@@ -59,7 +59,11 @@ def monitor(cfg: DictConfig) -> dict[str, Any]:
     module, meta = reg.load(mv)
     config_yaml = (mv.path / "config.yaml").read_text()
     rank = (meta.get("normalizer") or {}).get("method") == "rank"
-    source = load_panel_features(config_yaml, int(meta["lookback"]), rank, dict(cfg.data_overrides))
+    # the data as it is now (reuse=False): in a long-lived process (deepq daily's tests, a notebook) the
+    # per-process panel cache would hand the monitor the panel of an earlier call, without the new sessions
+    source = load_panel_features(
+        config_yaml, int(meta["lookback"]), rank, dict(cfg.data_overrides), reuse=False
+    )
     builder = InputBuilder(source, meta)
     panel, names = source.panel, list(meta["features"])
 
