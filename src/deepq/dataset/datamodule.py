@@ -95,6 +95,12 @@ class WindowDataset(Dataset):
         return self.gather(self.t[p], self.s[p])
 
 
+def seeded_order(n: int, keep: int, seed: int, epoch: int) -> torch.Tensor:
+    """The first `keep` of a permutation of range(n), fixed by (seed, epoch): one shuffle per epoch."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g)[:keep]
+
+
 class PositionBatches(Sampler[torch.Tensor]):
     """Yields whole batches of positions as tensors: a seeded permutation per epoch (train) or in order.
 
@@ -112,8 +118,7 @@ class PositionBatches(Sampler[torch.Tensor]):
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            order = torch.randperm(self.n, generator=g)[: self.max_samples]
+            order = seeded_order(self.n, self.max_samples, self.seed, self.epoch)
             self.epoch += 1
         else:
             order = torch.arange(self.n)
@@ -145,8 +150,7 @@ class DateBatches(Sampler[torch.Tensor]):
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            order = torch.randperm(len(self.starts), generator=g)[: self.n_dates]
+            order = seeded_order(len(self.starts), self.n_dates, self.seed, self.epoch)
             self.epoch += 1
         else:
             order = torch.arange(self.n_dates)
