@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf, open_dict
 
+from deepq.features.freshness import StaleInputError
 from deepq.tasks.common import build_panel_data
 from tests.conftest import compose_cfg
 
@@ -17,7 +18,7 @@ FIX = Path(__file__).resolve().parents[1] / "fixtures" / "features" / "csv"
 BASE = [
     "data.symbols=[AAPL,JPM,SPY]",
     "data.start=2017-06-01",
-    "data.end=2018-03-29",
+    "data.end=2018-01-19",  # the fixtures end 2018-01-16: every source within the 5-session fill limit
     "feature_cache_dir=null",
 ]
 
@@ -30,8 +31,8 @@ def _sources(csv: Path) -> list[dict]:
     ]
 
 
-def _panel_data(tmp_path: Path, csv: Path):
-    cfg = compose_cfg(tmp_path, BASE)
+def _panel_data(tmp_path: Path, csv: Path, overrides: tuple[str, ...] = ()):
+    cfg = compose_cfg(tmp_path, [*BASE, *overrides])
     with open_dict(cfg):
         cfg.features.sources = OmegaConf.create(_sources(csv))
     return build_panel_data(cfg)
@@ -111,3 +112,30 @@ def test_source_columns_never_use_information_dated_after_the_row(base, tmp_path
     np.testing.assert_array_equal(base.features[: t + 1], other.features[: t + 1])
     # the perturbation is visible from the day it became usable on (the check has teeth)
     assert not np.array_equal(base.features[t + 1 : t + 4], other.features[t + 1 : t + 4], equal_nan=True)
+
+
+def test_a_source_that_stopped_blocks_the_run_and_is_never_carried_on(tmp_path):
+    """Ten weeks after the fixtures' last publication: the gate names each source, its features and the
+    dates; accepted with freshness.allow_stale, its columns are NaN past the limit, not the last value."""
+    later = ("data.end=2018-03-29",)
+    with pytest.raises(StaleInputError) as err:
+        _panel_data(tmp_path / "a", FIX, later)
+    msg = str(err.value)
+    assert "source:macro: last value 2018-01-16" in msg and "macro_dgs10" in msg
+    assert "source:options_flow" in msg and "put_call_volume" in msg
+    assert "NaN from 2018-01-24 to 2018-03-29" in msg  # 01-16 + 5 sessions held, then NaN
+    assert "freshness.allow_stale=true" in msg
+
+    data = _panel_data(tmp_path / "b", FIX, (*later, "freshness.allow_stale=true"))
+    p, names = data.panel, list(data.feature_names)
+    macro = data.features[:, p.symbol_index("AAPL"), names.index("macro_dgs10")]
+    last = p.date_index("2018-01-16")
+    assert np.isfinite(macro[last : last + 6]).all()  # held over the 5-session limit ...
+    assert np.isnan(macro[last + 6 :]).all()  # ... then NaN, never the stale 2.55 carried to March
+
+
+def test_a_source_within_the_limit_is_held_and_listed(base):
+    p, names = base.panel, list(base.feature_names)
+    macro = base.features[:, p.symbol_index("JPM"), names.index("macro_dgs10")]
+    assert macro[-1] == pytest.approx(macro[p.date_index("2018-01-16")])
+    assert np.isfinite(macro[-1])

@@ -21,6 +21,11 @@ class DataError(ValueError):
     """Bad market data; the message names the symbol, field and date or file."""
 
 
+# Sessions a reference series (the market, a sector ETF, an as-of joined source) may be carried forward past
+# its last value; beyond it the value is NaN, so a series that stops yields invalid windows, never flat ones.
+DEFAULT_FILL_LIMIT = 5
+
+
 @dataclass(frozen=True)
 class Panel:
     dates: np.ndarray  # datetime64[D], sorted, unique, length T
@@ -28,6 +33,9 @@ class Panel:
     fields: Mapping[str, np.ndarray]  # name -> float64 [T, N], NaN where there is no bar
     asset_types: Mapping[str, str] = field(default_factory=dict)  # symbol -> stock | etf | index
     sectors: Mapping[str, str] = field(default_factory=dict)  # symbol -> GICS sector
+    fill_limit: int = (
+        DEFAULT_FILL_LIMIT  # sessions a reference series is carried forward (`freshness` config)
+    )
 
     def __getitem__(self, name: str) -> np.ndarray:
         try:

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from deepq.data.calendar import GapPolicy, align_symbol
+from deepq.data.panel import DEFAULT_FILL_LIMIT
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,10 @@ def check_symbol(
     session_dates: np.ndarray | None,
     policy: QualityPolicy,
     action_dates: Iterable[pd.Timestamp] = (),
+    fill_limit: int = DEFAULT_FILL_LIMIT,
 ) -> dict[str, Any]:
-    """The quality numbers of one symbol's rows (raw or cleaned; need not be valid)."""
+    """The quality numbers of one symbol's rows (raw or cleaned; need not be valid). `fill_limit`: gaps
+    longer than this many sessions are listed (a reference series is carried no further)."""
     sym = str(df["symbol"].iloc[0]) if len(df) else ""
     out: dict[str, Any] = {"symbol": sym, "rows": len(df)}
     if df.empty:
@@ -127,6 +130,15 @@ def check_symbol(
         out["filled_sessions"] = int(filled.sum())
         still_missing = len(span.difference(dates))
         out["missing_after_fill"] = int(still_missing)
+        hole = ~span.isin(dates)
+        runs = _runs(np.asarray(hole))
+        out["longest_gap"] = int(runs.max()) if len(runs) else 0
+        starts = np.flatnonzero(np.diff(np.r_[0, hole.astype(np.int8)]) == 1)
+        out["gaps_over_fill_limit"] = [
+            (str(span[a].date()), str(span[a + n - 1].date()), int(n))
+            for a, n in zip(starts, runs, strict=True)
+            if n > fill_limit
+        ][:10]
         out["off_calendar"] = int((~dates.isin(cal) & (dates >= cal[0]) & (dates <= cal[-1])).sum())
     close = df["close"].to_numpy(dtype=np.float64)
     same = np.r_[False, close[1:] == close[:-1]] & ~filled
@@ -185,16 +197,23 @@ def quality_report(
     session_dates: np.ndarray | None,
     policy: QualityPolicy,
     actions: pd.DataFrame | None = None,
+    fill_limit: int = DEFAULT_FILL_LIMIT,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Per-symbol table and a summary (the missing-data share is over every symbol's own span)."""
+    """Per-symbol table and a summary (the missing-data share is over every symbol's own span).
+
+    Freshness: `lag_sessions` is how many sessions of the calendar a symbol's last bar is before the
+    newest last bar of the report (the panel's last session); `summary["lagging"]` lists every such series,
+    worst first, and `summary["stale"]` the ones past `fill_limit` (features reading them turn NaN)."""
     act_dates: dict[str, list[pd.Timestamp]] = {}
     if actions is not None and len(actions):
         a = actions.assign(date=pd.to_datetime(actions["date"]))
         act_dates = {s: list(g["date"]) for s, g in a.groupby("symbol")}
     rows = [
-        check_symbol(f, session_dates, policy, act_dates.get(str(f["symbol"].iloc[0]), [])) for f in frames
+        check_symbol(f, session_dates, policy, act_dates.get(str(f["symbol"].iloc[0]), []), fill_limit)
+        for f in frames
     ]
     table = pd.DataFrame([r for r in rows if r.get("rows")])
+    lagging = _lagging(table, session_dates, fill_limit)
     summary: dict[str, Any] = {"symbols": len(table), "rows": int(table["rows"].sum()) if len(table) else 0}
     if len(table) and "span_sessions" in table.columns:
         span = int(table["span_sessions"].sum())
@@ -220,5 +239,39 @@ def quality_report(
             summary[col] = int(table[col].sum())
     if "liquid" in table.columns:
         summary["illiquid_symbols"] = int((~table["liquid"]).sum())
+    if len(lagging):
+        table = table.merge(lagging[["symbol", "lag_sessions"]], on="symbol", how="left")
+        table["lag_sessions"] = table["lag_sessions"].fillna(0).astype(int)
+    summary["last_session"] = str(table["last"].max()) if "last" in table.columns else None
+    summary["lagging"] = lagging.to_dict("records")
+    summary["stale"] = [r["symbol"] for r in summary["lagging"] if r["past_fill_limit"]]
+    summary["fill_limit_sessions"] = int(fill_limit)
+    if "gaps_over_fill_limit" in table.columns:
+        summary["gaps_over_fill_limit"] = {
+            r["symbol"]: r["gaps_over_fill_limit"]
+            for r in table.to_dict("records")
+            if r["gaps_over_fill_limit"]
+        }
     summary["policy"] = asdict(policy)
     return table, summary
+
+
+def _lagging(table: pd.DataFrame, session_dates: np.ndarray | None, fill_limit: int) -> pd.DataFrame:
+    """Symbols whose last bar is before the newest one, with the sessions between (calendar sessions when
+    given, else the distinct last dates seen), worst first."""
+    cols = ["symbol", "last", "lag_sessions", "past_fill_limit"]
+    if not len(table) or "last" not in table.columns:
+        return pd.DataFrame(columns=cols)
+    last = pd.to_datetime(table["last"])
+    newest = last.max()
+    if session_dates is not None and len(session_dates):
+        cal = pd.DatetimeIndex(np.asarray(session_dates).astype("datetime64[ns]"))
+        cal = cal[cal <= newest]
+        lag = len(cal) - np.searchsorted(cal, last.to_numpy(), side="right")
+    else:
+        uniq = np.sort(last.unique())
+        lag = len(uniq) - 1 - np.searchsorted(uniq, last.to_numpy())
+    out = pd.DataFrame({"symbol": table["symbol"], "last": table["last"], "lag_sessions": lag.astype(int)})
+    out["past_fill_limit"] = out["lag_sessions"] > fill_limit
+    out = out[out["lag_sessions"] > 0].sort_values(["lag_sessions", "symbol"], ascending=[False, True])
+    return out[cols].reset_index(drop=True)

@@ -4,6 +4,7 @@ serving (serve/inputs.py) build them, so a served version sees the columns and c
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +15,7 @@ from deepq.data.panel import Panel
 from deepq.data.universe import liquidity_mask, membership_mask
 from deepq.dataset.context import sample_mask
 from deepq.features.cache import cached_compute_features
+from deepq.features.freshness import SeriesLag, gate, reference_gaps, reference_lags
 from deepq.features.sources import append_source_features
 
 
@@ -23,16 +25,24 @@ class RunFeatures:
     names: tuple[str, ...]
     tradable: np.ndarray  # bool [T, N]: a bar, the configured asset types, index member, liquid
     sample_ok: np.ndarray  # bool [T, N]: tradable with enough history to be a sample
+    lagging: tuple[SeriesLag, ...] = ()  # reference series behind the panel's last session (the gate's view)
 
 
 def run_features(cfg: DictConfig, panel: Panel) -> RunFeatures:
     """cfg.features (the feature store's Parquet cache when configured) + cfg.features.sources, and the
-    universe masks of cfg.universe."""
+    universe masks of cfg.universe. Reference series are carried forward `freshness.fill_limit_sessions` at
+    most, and one that the features read and that stopped longer ago than that stops the run here
+    (`freshness.allow_stale` accepts it: features/freshness.py)."""
+    fresh = cfg.get("freshness") or {}
+    panel = dataclasses.replace(panel, fill_limit=int(fresh.get("fill_limit_sessions", panel.fill_limit)))
     specs = instantiate(cfg.features)
     features = cached_compute_features(panel, specs, cfg.get("feature_cache_dir"))  # rerun reads Parquet
     # alternative data: `features.sources` (FeatureSource configs, none by default), joined as of each close
     sources = [instantiate(s) for s in cfg.features.get("sources") or []]
-    features, names = append_source_features(panel, features, tuple(s.name for s in specs), sources)
+    features, names, source_lags = append_source_features(
+        panel, features, tuple(s.name for s in specs), sources
+    )
+    lagging = gate([*reference_lags(panel, specs), *source_lags], bool(fresh.get("allow_stale", False)))
     present = np.isfinite(panel["close"])
     tradable = present & panel.mask(tuple(cfg.universe.asset_types))[None, :]
     if cfg.universe.get("constituents"):  # point-in-time index membership: no survivorship in what is scored
@@ -41,4 +51,5 @@ def run_features(cfg: DictConfig, panel: Panel) -> RunFeatures:
         window = int(cfg.universe.get("liquidity_window_days") or 63)
         tradable &= liquidity_mask(panel, float(cfg.universe.min_dollar_volume), window)
     sample_ok = sample_mask(present, tradable, int(cfg.universe.min_symbol_history))
-    return RunFeatures(features, names, tradable, sample_ok)
+    sample_ok &= ~reference_gaps(panel, specs)  # a reference series missing past the fill limit: no sample
+    return RunFeatures(features, names, tradable, sample_ok, tuple(lagging))

@@ -16,6 +16,7 @@ import numpy as np
 from deepq.data.panel import Panel
 from deepq.dataset.folds import Fold
 from deepq.dataset.targets import TargetContext, TargetPipeline
+from deepq.features.freshness import SeriesLag
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class PanelData:
     sample_ok: np.ndarray  # bool [T, N]: tradable and with enough history to be a sample
     task: TaskSpec
     target: TargetPipeline = field(default_factory=TargetPipeline)  # what training fits (task.target)
+    lagging: tuple[SeriesLag, ...] = ()  # reference series behind the last session (features/freshness.py)
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -57,7 +57,9 @@ def data_fingerprint(panel: Panel) -> str:
 
 
 def cache_path(cache_dir: str | Path, panel: Panel, specs: Sequence[FeatureSpec]) -> Path:
-    return Path(cache_dir) / f"features-{feature_set_hash(specs)[:16]}-{data_fingerprint(panel)[:16]}.parquet"
+    # the fill limit changes what the reference-reading features hold past a series' last bar
+    name = f"features-{feature_set_hash(specs)[:16]}-{data_fingerprint(panel)[:16]}-fill{panel.fill_limit}"
+    return Path(cache_dir) / f"{name}.parquet"
 
 
 def write_features(path: str | Path, values: np.ndarray, names: Sequence[str]) -> Path:

@@ -1,7 +1,9 @@
 """The feature registry: a plain dict filled by the `@feature` decorator.
 
 A feature is a function Panel -> float [T, N] array whose value at row t uses only rows <= t (causal).
-`lookback` is the number of sessions of history it needs before its value is defined.
+`lookback` is the number of sessions of history it needs before its value is defined. `reads` names the
+reference series it reads besides the stock's own bars: "market" (SPY, else the equal-weight index) and/or
+"sector" (the stock's sector ETF, SPY fallback); the freshness gate (features/freshness.py) checks those.
 """
 
 from __future__ import annotations
@@ -23,18 +25,28 @@ class FeatureSpec:
     lookback: int
     description: str
     fn: FeatureFn
+    reads: tuple[str, ...] = ()
 
 
+READS = ("market", "sector")
 REGISTRY: dict[str, FeatureSpec] = {}
 
 
-def feature(name: str, family: str, lookback: int, description: str = "") -> Callable[[FeatureFn], FeatureFn]:
+def feature(
+    name: str, family: str, lookback: int, description: str = "", reads: tuple[str, ...] = ()
+) -> Callable[[FeatureFn], FeatureFn]:
+    unknown = set(reads) - set(READS)
+    if unknown:
+        raise ValueError(f"feature {name!r}: unknown reference series {sorted(unknown)}; known: {READS}")
+
     def register(fn: FeatureFn) -> FeatureFn:
         if name in REGISTRY:
             raise ValueError(
                 f"feature {name!r} is registered twice ({REGISTRY[name].fn.__module__} and {fn.__module__})"
             )
-        REGISTRY[name] = FeatureSpec(name, family, lookback, description or (fn.__doc__ or "").strip(), fn)
+        REGISTRY[name] = FeatureSpec(
+            name, family, lookback, description or (fn.__doc__ or "").strip(), fn, tuple(reads)
+        )
         return fn
 
     return register

@@ -37,7 +37,9 @@ def build_panel_data(cfg: DictConfig) -> PanelData:
     y_ret = forward_return(panel, task.horizon_days, task.execution)  # type: ignore[arg-type]
     target = target_pipeline(cfg)
     target.check_task(task.name)
-    return PanelData(panel, run.features, run.names, labels, y_ret, run.tradable, run.sample_ok, task, target)
+    return PanelData(
+        panel, run.features, run.names, labels, y_ret, run.tradable, run.sample_ok, task, target, run.lagging
+    )
 
 
 def build_model(cfg: DictConfig) -> FoldModel:

@@ -38,6 +38,7 @@ from rich.table import Table
 from deepq.data.cache import ParquetStore
 from deepq.data.calendar import CALENDAR_SINCE, sessions
 from deepq.data.chain import FallbackChain
+from deepq.data.panel import DEFAULT_FILL_LIMIT
 from deepq.data.quality import quality_report
 from deepq.data.sources.local import LocalSource
 from deepq.data.sql import query
@@ -248,7 +249,8 @@ def cmd_quality(args: argparse.Namespace, cfg: DictConfig) -> int:
     if args.start:
         frames = (f[f["date"] >= pd.Timestamp(args.start)] for f in frames if f is not None)
     with progress_bar(total, "quality") as step:
-        table, summary = quality_report(counted(frames, step), days, policy, actions)
+        limit = int((cfg.get("freshness") or {}).get("fill_limit_sessions", DEFAULT_FILL_LIMIT))
+        table, summary = quality_report(counted(frames, step), days, policy, actions, limit)
     summary["where"] = where
     summary["start"] = args.start
     worst = table.assign(
@@ -271,7 +273,10 @@ def cmd_quality(args: argparse.Namespace, cfg: DictConfig) -> int:
     }
     shown_cols = worst[[c for c in cols if c in worst.columns]].rename(columns=cols)
     print_frame(shown_cols, f"quality: {where} (worst first)", args.top)
-    shown = {k: v for k, v in summary.items() if k != "policy"}
+    print_freshness(summary)
+    shown = {
+        k: v for k, v in summary.items() if k not in ("policy", "lagging", "stale", "gaps_over_fill_limit")
+    }
     console.print(shown)
     out = Path(args.json or Path(store.root) / "quality.json")
     write_json_atomic({"summary": summary, "symbols": table.to_dict("records")}, out)
@@ -282,6 +287,27 @@ def cmd_quality(args: argparse.Namespace, cfg: DictConfig) -> int:
         f"JSON in {out}"
     )
     return 0
+
+
+def print_freshness(summary: dict[str, Any]) -> None:
+    """Every series that ends before the last session (a reference one past the fill limit would turn the
+    features reading it NaN, and train/predict/serve refuse it), and every gap longer than the limit."""
+    limit = summary["fill_limit_sessions"]
+    lagging = pd.DataFrame(summary["lagging"])
+    if len(lagging):
+        past = int(lagging["past_fill_limit"].sum())
+        print_frame(
+            lagging,
+            f"series ending before the last session {summary['last_session']}: {len(lagging)} "
+            f"({past} past the fill limit of {limit} sessions)",
+            40,
+        )
+    else:
+        console.print(f"freshness: every series reaches the last session {summary['last_session']}")
+    gaps = summary.get("gaps_over_fill_limit") or {}
+    if gaps:
+        rows = [{"symbol": s, "from": a, "to": b, "sessions": n} for s, g in gaps.items() for a, b, n in g]
+        print_frame(pd.DataFrame(rows), f"gaps longer than the fill limit ({limit} sessions)", 40)
 
 
 def cmd_sql(args: argparse.Namespace, cfg: DictConfig) -> int:

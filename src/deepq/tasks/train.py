@@ -7,6 +7,7 @@ metrics -> report -> export. `train(cfg)` is a plain function; `main` is Hydra's
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from deepq.evaluation.evaluate import EvalResult, evaluate_run, options_from_con
 from deepq.evaluation.report import write_report
 from deepq.export.program import export_all
 from deepq.export.registry import Registry
+from deepq.features.freshness import SeriesLag
 from deepq.tasks.common import build_model, build_panel_data, purge_days
 from deepq.tasks.hydra_utils import CONFIG_DIR
 from deepq.utils.io import write_json_atomic, write_parquet_atomic
@@ -104,6 +106,29 @@ def guard_text(evaluation: EvalResult, model: str) -> str:
     return " ".join(p for p in parts if p)
 
 
+def inputs_text(lagging: Sequence[SeriesLag]) -> str:
+    """What the verdict says about reference series that end before the panel: stale ones accepted with
+    freshness.allow_stale first, then lags within the fill limit."""
+    stale = [lag for lag in lagging if lag.stale]
+    held = [lag for lag in lagging if not lag.stale]
+    parts = []
+    if stale:
+        parts.append(
+            "STALE INPUTS ACCEPTED (freshness.allow_stale): "
+            + "; ".join(
+                f"{lag.series} since {lag.last}, its features NaN from {lag.nan_from}" for lag in stale
+            )
+            + "."
+        )
+    if held:
+        parts.append(
+            "Inputs lagging within the fill limit (last value held): "
+            + "; ".join(f"{lag.series} {lag.lag_sessions} session(s) (last {lag.last})" for lag in held)
+            + "."
+        )
+    return " ".join(parts)
+
+
 def print_table(df: pd.DataFrame, title: str) -> None:
     table = Table(title=title)
     for col in df.columns:
@@ -176,6 +201,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         not data.target.is_raw
     ):  # the forecasts were fitted to a transformed target: say so where they are judged
         text += f" Trained on target {data.target.describe()}; every metric scores realised raw returns."
+    if notes := inputs_text(data.lagging):
+        text += " " + notes
     fold_plan = pd.DataFrame([f.describe(data.panel.dates) for f in folds])
     print_table(per_fold, "per fold: model vs baselines (out of sample)")
     print_table(summary, "all folds")
@@ -240,6 +267,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "verdict": text,
         "target": data.target.describe(),
         "pruned": pruned,
+        "inputs_lagging": [lag.record() for lag in data.lagging],
     }
     write_json_atomic(
         {

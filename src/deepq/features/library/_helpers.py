@@ -131,44 +131,65 @@ def close_log_return(panel: Panel, k: int) -> np.ndarray:
     return memo(panel, ("close_log_return", k), lambda: ops.log_return(panel["close"], k))
 
 
-def ffill(a: np.ndarray) -> np.ndarray:
-    """Forward-fill down the rows (causal)."""
-    return ops.frame(a).ffill().to_numpy()
+def ffill(a: np.ndarray, limit: int | None = None) -> np.ndarray:
+    """Forward-fill down the rows (causal), at most `limit` consecutive rows when given."""
+    return ops.frame(a).ffill(limit=limit).to_numpy()
+
+
+def reference_close(panel: Panel, symbol: str) -> np.ndarray:
+    """[T] close of a reference series (SPY, a sector ETF), carried forward over at most `panel.fill_limit`
+    sessions without a bar: a series that stops turns NaN, so every feature reading it does too."""
+    return memo(
+        panel,
+        ("reference_close", symbol, panel.fill_limit),
+        lambda: ffill(panel["close"][:, panel.symbol_index(symbol)][:, None], panel.fill_limit)[:, 0],
+    )
 
 
 def market_close(panel: Panel) -> np.ndarray:
-    """[T] SPY close forward-filled, or an equal-weight stock index when SPY is absent (documented fallback)."""
-    from deepq.features.library.core import _market_close
+    """[T] SPY's close (bounded fill), or an equal-weight index of the stocks' returns when SPY is not in
+    the panel (documented fallback). The one market series every family reads."""
+    if MARKET_SYMBOL in panel.symbols:
+        return reference_close(panel, MARKET_SYMBOL)
 
-    return memo(panel, "market_close", lambda: _market_close(panel))
+    def equal_weight() -> np.ndarray:
+        r = np.nan_to_num(close_log_return(panel, 1))
+        return np.exp(np.cumsum(np.nanmean(np.where(panel.mask(("stock",)), r, np.nan), axis=1)))
+
+    return memo(panel, "equal_weight_index", equal_weight)
 
 
 def benchmark_log_return(panel: Panel, k: int) -> np.ndarray:
-    """[T, N] k-session log return of each symbol's sector ETF (forward-filled close).
+    """[T, N] k-session log return of each symbol's sector ETF (close carried forward `panel.fill_limit`
+    sessions at most).
 
     Documented fallback: the market's return (SPY, else the equal-weight index) wherever the sector is
-    unknown, its ETF is absent from the panel, or the ETF's k-session return is undefined (e.g. XLC before
-    2018). Mixing happens per cell on returns, never on price levels, so a switch creates no jump.
+    unknown, its ETF is absent from the panel, or the ETF has no k-session history yet (e.g. XLC before
+    2018). Mixing happens per cell on returns, never on price levels, so a switch creates no jump. An ETF
+    that stops (no bar for more than `panel.fill_limit` sessions) gives NaN, not the market's return.
     """
 
     def compute() -> np.ndarray:
         T, N = panel.shape
         mkt = ops.log_return(market_close(panel)[:, None], k)[:, 0]
         out = np.repeat(mkt[:, None], N, axis=1)
-        closes = panel["close"]
         etf_ret: dict[str, np.ndarray] = {}
         for j, sym in enumerate(panel.symbols):
             etf = SECTOR_ETF.get(panel.sectors.get(sym, ""))
             if etf is None or etf not in panel.symbols:
                 continue
             if etf not in etf_ret:
-                col = ffill(closes[:, panel.symbol_index(etf)][:, None])
-                etf_ret[etf] = ops.log_return(col, k)[:, 0]
-            r = etf_ret[etf]
-            out[:, j] = np.where(np.isfinite(r), r, mkt)
+                close = reference_close(panel, etf)
+                r = ops.log_return(close[:, None], k)[:, 0]
+                seen = np.flatnonzero(np.isfinite(close))
+                # the market stands in until the ETF has k sessions of history; once it has, a gap past the
+                # fill limit (the ETF stopped) is NaN, never a silent switch to the market
+                young = np.arange(T) < (seen[0] + k if len(seen) else T)
+                etf_ret[etf] = np.where(young & ~np.isfinite(r), mkt, r)
+            out[:, j] = etf_ret[etf]
         return out
 
-    return memo(panel, ("benchmark_log_return", k), compute)
+    return memo(panel, ("benchmark_log_return", k, panel.fill_limit), compute)
 
 
 def stock_only(panel: Panel, a: np.ndarray) -> np.ndarray:

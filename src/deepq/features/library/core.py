@@ -6,20 +6,8 @@ import numpy as np
 
 from deepq.data.panel import Panel
 from deepq.features import ops
-from deepq.features.library._helpers import close_log_return
+from deepq.features.library._helpers import close_log_return, market_close
 from deepq.features.registry import feature
-
-MARKET_SYMBOL = "SPY"
-
-
-def _market_close(panel: Panel) -> np.ndarray:
-    """[T] close of SPY, or an equal-weight index of the stocks' returns when SPY is not in the panel."""
-    if MARKET_SYMBOL in panel.symbols:
-        # forward-filled (causal) so a missing ETF bar does not blank the market features for every stock
-        close = panel["close"][:, panel.symbol_index(MARKET_SYMBOL)]
-        return ops.frame(close[:, None]).ffill().to_numpy()[:, 0]
-    r = np.nan_to_num(close_log_return(panel, 1))
-    return np.exp(np.cumsum(np.nanmean(np.where(panel.mask(("stock",)), r, np.nan), axis=1)))
 
 
 def _register_returns(h: int) -> None:
@@ -114,31 +102,33 @@ def dollar_volume_21(panel: Panel) -> np.ndarray:
     return np.log1p(ops.rolling_median(panel["close"] * panel["volume"], 21))
 
 
-@feature("mkt_ret_1", "market", 2, "market (SPY) log return over the last session")
+@feature("mkt_ret_1", "market", 2, "market (SPY) log return over the last session", reads=("market",))
 def mkt_ret_1(panel: Panel) -> np.ndarray:
-    return ops.broadcast_column(panel.shape, ops.log_return(_market_close(panel)[:, None])[:, 0])
+    return ops.broadcast_column(panel.shape, ops.log_return(market_close(panel)[:, None])[:, 0])
 
 
-@feature("mkt_ret_21", "market", 22, "market (SPY) log return over 21 sessions")
+@feature("mkt_ret_21", "market", 22, "market (SPY) log return over 21 sessions", reads=("market",))
 def mkt_ret_21(panel: Panel) -> np.ndarray:
-    return ops.broadcast_column(panel.shape, ops.log_return(_market_close(panel)[:, None], 21)[:, 0])
+    return ops.broadcast_column(panel.shape, ops.log_return(market_close(panel)[:, None], 21)[:, 0])
 
 
-@feature("mkt_vol_21", "market", 22, "market (SPY) realised volatility over 21 sessions")
+@feature("mkt_vol_21", "market", 22, "market (SPY) realised volatility over 21 sessions", reads=("market",))
 def mkt_vol_21(panel: Panel) -> np.ndarray:
-    r = ops.log_return(_market_close(panel)[:, None])
+    r = ops.log_return(market_close(panel)[:, None])
     return ops.broadcast_column(panel.shape, ops.rolling_std(r, 21)[:, 0])
 
 
-@feature("rel_strength_21", "market", 22, "21-session log return in excess of the market's")
+@feature(
+    "rel_strength_21", "market", 22, "21-session log return in excess of the market's", reads=("market",)
+)
 def rel_strength_21(panel: Panel) -> np.ndarray:
     return close_log_return(panel, 21) - mkt_ret_21(panel)
 
 
-@feature("beta_63", "market", 64, "rolling 63-session beta of daily returns to the market")
+@feature("beta_63", "market", 64, "rolling 63-session beta of daily returns to the market", reads=("market",))
 def beta_63(panel: Panel) -> np.ndarray:
     r = close_log_return(panel, 1)
-    m = ops.broadcast_column(panel.shape, ops.log_return(_market_close(panel)[:, None])[:, 0])
+    m = ops.broadcast_column(panel.shape, ops.log_return(market_close(panel)[:, None])[:, 0])
     m = np.where(np.isnan(r), np.nan, m)
     cov = ops.rolling_mean(r * m, 63) - ops.rolling_mean(r, 63) * ops.rolling_mean(m, 63)
     var = ops.rolling_mean(m * m, 63) - ops.rolling_mean(m, 63) ** 2

@@ -113,12 +113,16 @@ def _mkt_ret(p: Panel, k: int) -> np.ndarray:
 
 
 for _k in (5, 63, 126):
-    feature(f"rs_spy_{_k}", FAMILY, _k + 1, f"{_k}-session log return minus SPY's")(
+    feature(f"rs_spy_{_k}", FAMILY, _k + 1, f"{_k}-session log return minus SPY's", reads=("market",))(
         bind(lambda p, k: close_log_return(p, k) - _mkt_ret(p, k), _k)
     )
 for _k in (5, 21, 63, 126):
     feature(
-        f"rs_sector_{_k}", FAMILY, _k + 1, f"{_k}-session log return minus the sector ETF's (SPY fallback)"
+        f"rs_sector_{_k}",
+        FAMILY,
+        _k + 1,
+        f"{_k}-session log return minus the sector ETF's (SPY fallback)",
+        reads=("sector",),
     )(bind(lambda p, k: close_log_return(p, k) - benchmark_log_return(p, k), _k))
 
 
@@ -135,20 +139,26 @@ def _beta(p: Panel, w: int, sector: bool) -> np.ndarray:
         m = benchmark_log_return(p, 1) if sector else _mkt_ret(p, 1)
         return rolling_beta(close_log_return(p, 1), m, w)
 
-    return memo(p, ("beta", w, sector), compute)
+    return memo(p, ("beta", w, sector, p.fill_limit), compute)
 
 
-feature("beta_252", FAMILY, 253, "rolling 252-session beta of daily returns to SPY")(
+feature("beta_252", FAMILY, 253, "rolling 252-session beta of daily returns to SPY", reads=("market",))(
     lambda p: _beta(p, 252, False)
 )
-feature("beta_sector_63", FAMILY, 64, "rolling 63-session beta to the sector ETF (SPY fallback)")(
-    lambda p: _beta(p, 63, True)
-)
+feature(
+    "beta_sector_63",
+    FAMILY,
+    64,
+    "rolling 63-session beta to the sector ETF (SPY fallback)",
+    reads=("sector",),
+)(lambda p: _beta(p, 63, True))
 
 
 def _resid(p: Panel) -> np.ndarray:
     """Daily residual return r - beta_252(t) m, using the beta known at t (fit on rows <= t)."""
-    return memo(p, "resid", lambda: close_log_return(p, 1) - _beta(p, 252, False) * _mkt_ret(p, 1))
+    return memo(
+        p, ("resid", p.fill_limit), lambda: close_log_return(p, 1) - _beta(p, 252, False) * _mkt_ret(p, 1)
+    )
 
 
 for _k in (21, 63, 126):
@@ -157,11 +167,18 @@ for _k in (21, 63, 126):
         FAMILY,
         253 + _k,
         f"residual momentum: sum of market-residual returns over {_k} sessions",
+        reads=("market",),
     )(bind(lambda p, k: ops.rolling_sum(_resid(p), k), _k))
 feature(
-    "idio_vol_63", FAMILY, 316, "idiosyncratic volatility: std of market-residual returns over 63 sessions"
+    "idio_vol_63",
+    FAMILY,
+    316,
+    "idiosyncratic volatility: std of market-residual returns over 63 sessions",
+    reads=("market",),
 )(lambda p: ops.rolling_std(_resid(p), 63))
-feature("corr_spy_63", FAMILY, 64, "rolling 63-session correlation of daily returns with SPY")(
+feature(
+    "corr_spy_63", FAMILY, 64, "rolling 63-session correlation of daily returns with SPY", reads=("market",)
+)(
     lambda p: (
         _beta(p, 63, False)
         * ops.rolling_std(_mkt_ret(p, 1), 63)

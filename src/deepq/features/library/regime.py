@@ -1,6 +1,7 @@
 """Market regime and calendar features.
 
-Regimes read the market series (SPY, forward-filled; the equal-weight stock index when SPY is absent).
+Regimes read the market series (SPY, carried forward at most `panel.fill_limit` sessions; the equal-weight
+stock index when SPY is absent).
 Calendar features read only the date axis and the XNYS exchange calendar (exchange-calendars), whose
 schedule is published in advance, so knowing that t is the last session of a month, or how many days
 remain to the next holiday, uses no price after t.
@@ -35,26 +36,40 @@ def _mkt_vol(p: Panel, w: int) -> np.ndarray:
 
 
 @feature(
-    "mkt_vol_regime", REGIME, 273, "percentile of SPY's 21-session volatility within its last 252 values"
+    "mkt_vol_regime",
+    REGIME,
+    273,
+    "percentile of SPY's 21-session volatility within its last 252 values",
+    reads=("market",),
 )
 def mkt_vol_regime(p: Panel) -> np.ndarray:
     v = _mkt_vol(p, 21)
     return _bcast(p, ops.rolling_rank_pct(v, 252)[:, 0])
 
 
-@feature("mkt_vol_ratio_21_252", REGIME, 253, "SPY 21-session over 252-session realised volatility")
+@feature(
+    "mkt_vol_ratio_21_252",
+    REGIME,
+    253,
+    "SPY 21-session over 252-session realised volatility",
+    reads=("market",),
+)
 def mkt_vol_ratio(p: Panel) -> np.ndarray:
     return _bcast(p, (_mkt_vol(p, 21) / _mkt_vol(p, 252))[:, 0])
 
 
-@feature("mkt_trend_200", REGIME, 200, "SPY over its 200-session moving average, minus 1")
+@feature("mkt_trend_200", REGIME, 200, "SPY over its 200-session moving average, minus 1", reads=("market",))
 def mkt_trend_200(p: Panel) -> np.ndarray:
     m = _mkt(p)
     return _bcast(p, (m / ops.rolling_mean(m, 200) - 1.0)[:, 0])
 
 
 @feature(
-    "mkt_trend_regime", REGIME, 200, "trend regime: +1 if SPY's 50-day MA is above its 200-day MA, else -1"
+    "mkt_trend_regime",
+    REGIME,
+    200,
+    "trend regime: +1 if SPY's 50-day MA is above its 200-day MA, else -1",
+    reads=("market",),
 )
 def mkt_trend_regime(p: Panel) -> np.ndarray:
     m = _mkt(p)
@@ -62,13 +77,15 @@ def mkt_trend_regime(p: Panel) -> np.ndarray:
     return _bcast(p, np.where(np.isnan(b), np.nan, np.where(a > b, 1.0, -1.0))[:, 0])
 
 
-@feature("mkt_drawdown", REGIME, 1, "SPY's drawdown from its running high (within the panel)")
+@feature(
+    "mkt_drawdown", REGIME, 1, "SPY's drawdown from its running high (within the panel)", reads=("market",)
+)
 def mkt_drawdown(p: Panel) -> np.ndarray:
     m = _mkt(p)
     return _bcast(p, (m / ops.frame(m).cummax().to_numpy() - 1.0)[:, 0])
 
 
-@feature("mkt_drawdown_252", REGIME, 252, "SPY's drawdown from its 252-session high")
+@feature("mkt_drawdown_252", REGIME, 252, "SPY's drawdown from its 252-session high", reads=("market",))
 def mkt_drawdown_252(p: Panel) -> np.ndarray:
     m = _mkt(p)
     return _bcast(p, (m / ops.rolling_max(m, 252) - 1.0)[:, 0])

@@ -25,10 +25,18 @@ MARKET = "*"
 
 class FeatureSource(Protocol):
     name: str
+    # A source may also set `max_age_sessions: int | None`: how long its last value is held (None: the
+    # run's `freshness.fill_limit_sessions`). Read with `max_age(source, panel)`.
 
     def events(self, symbols: Sequence[str]) -> pd.DataFrame:
         """Columns: symbol, available (datetime64[ns], date only), then the source's value columns."""
         ...
+
+
+def max_age(source: object, panel: Panel) -> int:
+    """Sessions the source's last value may be held: its own `max_age_sessions`, else the panel's fill limit."""
+    own = getattr(source, "max_age_sessions", None)
+    return panel.fill_limit if own is None else int(own)
 
 
 def available_date(published: pd.Series | pd.DatetimeIndex, lag_days: int = 0) -> pd.Series:
@@ -106,8 +114,13 @@ def events_on_sessions(panel: Panel, events: pd.DataFrame, column: str) -> np.nd
     return out
 
 
-def last_value_on_sessions(panel: Panel, events: pd.DataFrame, column: str) -> np.ndarray:
-    """[T, N] the latest event value usable at each session (forward-filled; NaN before the first event)."""
+def last_value_on_sessions(
+    panel: Panel, events: pd.DataFrame, column: str, max_age_sessions: int | None = None
+) -> np.ndarray:
+    """[T, N] the latest event value usable at each session: held at most `max_age_sessions` sessions
+    (default `panel.fill_limit`), then NaN, so a series that stops is never carried on; NaN before the
+    first event."""
+    limit = panel.fill_limit if max_age_sessions is None else int(max_age_sessions)
     T, N = panel.shape
     out = np.full((T, N), np.nan)
     if events.empty:
@@ -120,8 +133,8 @@ def last_value_on_sessions(panel: Panel, events: pd.DataFrame, column: str) -> n
         col = np.full(T, np.nan)
         ok = rows < T
         col[rows[ok]] = values[ok]  # later events on the same session overwrite earlier ones
-        return np.repeat(pd.Series(col).ffill().to_numpy()[:, None], N, axis=1)
+        return np.repeat(pd.Series(col).ffill(limit=limit).to_numpy()[:, None], N, axis=1)
     cols = np.array([index.get(s, -1) for s in ev["symbol"]])
     ok = (rows < T) & (cols >= 0)
     out[rows[ok], cols[ok]] = values[ok]
-    return pd.DataFrame(out).ffill().to_numpy()
+    return pd.DataFrame(out).ffill(limit=limit).to_numpy()

@@ -38,6 +38,9 @@ class FredCsv:
     path: str | Path
     release_lag_days: int = 1
     name: str = "macro"
+    # sessions a value is held past its publication; None = `freshness.fill_limit_sessions` (daily series).
+    # A weekly or monthly series needs its cadence plus slack here (e.g. 7 weekly, 25 monthly).
+    max_age_sessions: int | None = None
 
     def events(self, symbols: Sequence[str] = ()) -> pd.DataFrame:
         path = Path(self.path)
@@ -98,6 +101,7 @@ class OptionsFlowCsv:
     path: str | Path
     lag_days: int = 1
     name: str = "options_flow"
+    max_age_sessions: int | None = None  # daily data: `freshness.fill_limit_sessions`
 
     def events(self, symbols: Sequence[str] = ()) -> pd.DataFrame:
         path = Path(self.path)

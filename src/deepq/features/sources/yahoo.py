@@ -43,6 +43,8 @@ def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
 class YahooEarnings:
     name: str = "earnings"
     limit: int = 100
+    # the last surprise holds until the next report (~63 sessions); a name that misses one turns NaN
+    max_age_sessions: int | None = 95
     ticker: Callable[[str], Any] = _ticker
 
     def events(self, symbols: Sequence[str]) -> pd.DataFrame:
