@@ -102,3 +102,43 @@ def test_a_lower_fill_limit_turns_the_same_lag_into_a_refusal(tmp_path):
     )
     with pytest.raises(StaleInputError, match="SPY: last value 2024-06-21"):
         build_panel_data(cfg)
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    from tests.serve.fdr import fdr_run_dir, registry_with_run
+
+    root = tmp_path_factory.mktemp("stale_registry") / "registry"
+    registry_with_run(root, fdr_run_dir(tmp_path_factory))
+    return root
+
+
+def test_predict_refuses_a_stale_series_unless_accepted_and_flags_every_row(cut_prices, registry):
+    from deepq.tasks.predict import predict
+
+    with pytest.raises(StaleInputError, match=f"SPY: last value {CUT}"):
+        predict(
+            "lstm_returns:1", dates=["2024-06-28"], registry=registry, overrides=[f"data.prices={cut_prices}"]
+        )
+    got = predict(
+        "lstm_returns:1",
+        dates=["2024-05-31", "2024-06-28"],
+        registry=registry,
+        overrides=[f"data.prices={cut_prices}"],
+        allow_stale_inputs=True,
+    )
+    assert set(got["stale_inputs"]) == {"SPY"}
+    on = got.groupby(got["date"].dt.strftime("%Y-%m-%d"))["in_universe"].sum()
+    assert on["2024-05-31"] > 0 and on["2024-06-28"] == 0  # NaN market features: no window is scored
+
+
+def test_serve_refuses_to_start_on_a_stale_series_unless_accepted(cut_prices, registry):
+    from deepq.serve.service import PredictionService, ServeSettings
+
+    settings = dict(
+        registry=str(registry), routes={"lstm_returns:1": 1.0}, data_overrides={"prices": cut_prices}
+    )
+    with pytest.raises(StaleInputError, match="SPY"):
+        PredictionService(ServeSettings(**settings), api_key="k")
+    service = PredictionService(ServeSettings(**settings, allow_stale_inputs=True), api_key="k")
+    assert service.state.data_as_of == "2024-06-28"

@@ -9,7 +9,7 @@ yields flat features; the gate says so before a run starts instead of letting it
 - lagging within the limit (the shared data's SPY ends 2024-06-21, five sessions before the stocks): a
   warning, and the run's summary lists it;
 - lagging past the limit: `StaleInputError` naming the series, the features that read it and the dates,
-  unless `freshness.allow_stale=true` (`--allow-stale` for predict and serve), after which the run's summary
+  unless `freshness.allow_stale=true` (`--allow-stale-inputs` for predict and serve), after which the run's summary
   and report say which stale series were accepted.
 """
 
@@ -144,7 +144,7 @@ def gate(lags: Sequence[SeriesLag], allow_stale: bool = False) -> list[SeriesLag
         raise StaleInputError(
             f"stale input series past the fill limit:\n{lines}\n"
             "Update the data (`deepq data update --symbols ...`), or accept it with freshness.allow_stale=true "
-            "(deepq predict/serve: --allow-stale); the run's summary and report then list it."
+            "(deepq predict / deepq serve: --allow-stale-inputs); the run's summary and report then list it."
         )
     for lag in stale:
         log.warning("stale input accepted (freshness.allow_stale): %s", lag.describe())

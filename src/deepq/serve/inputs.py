@@ -26,6 +26,7 @@ from deepq.dataset.build import run_features
 from deepq.dataset.context import direction_from_score, window_ends
 from deepq.dataset.covariates import CALENDAR_CHANNELS, calendar_features, extend_sessions
 from deepq.dataset.normalize import Normalizer, cross_sectional_rank
+from deepq.features.freshness import SeriesLag
 
 
 class InputError(ValueError):
@@ -64,6 +65,7 @@ class PanelFeatures:
     features: torch.Tensor  # float32 [T, N, F], raw (rank-transformed when the normaliser is 'rank')
     feature_names: tuple[str, ...]
     window_ok: np.ndarray  # bool [T, N]: a usable window ends here (as PanelDataModule.window_ok)
+    lagging: tuple[SeriesLag, ...] = ()  # reference series behind the last session (features/freshness.py)
 
 
 def load_panel_features(
@@ -72,11 +74,14 @@ def load_panel_features(
     rank: bool,
     data_overrides: Mapping[str, Any] | None = None,
     reuse: bool = True,
+    allow_stale_inputs: bool = False,
 ) -> PanelFeatures:
     """Cached per process on the config text: versions of one run (and repeated services) share a panel.
     `reuse=False` rebuilds from the data source (a reload after new sessions reached the cache) and caches
-    the new panel in place of the old one."""
-    key = (config, lookback, rank, json.dumps(dict(data_overrides or {}), sort_keys=True, default=str))
+    the new panel in place of the old one. `allow_stale_inputs` accepts a reference series stale past the
+    fill limit (features/freshness.py), which otherwise stops the load with StaleInputError."""
+    overrides = json.dumps(dict(data_overrides or {}), sort_keys=True, default=str)
+    key = (config, lookback, rank, overrides, allow_stale_inputs)
     if not reuse:
         _CACHE.pop(key, None)
     if key not in _CACHE:
@@ -84,16 +89,22 @@ def load_panel_features(
             _CACHE.pop(next(iter(_CACHE)))
         cfg = OmegaConf.create(config)
         assert isinstance(cfg, DictConfig), "a run config is a mapping"
-        _CACHE[key] = _load_panel_features(cfg, lookback, rank, data_overrides)
+        _CACHE[key] = _load_panel_features(cfg, lookback, rank, data_overrides, allow_stale_inputs)
     return _CACHE[key]
 
 
-_CACHE: dict[tuple[str, int, bool, str], PanelFeatures] = {}
+_CACHE: dict[tuple[str, int, bool, str, bool], PanelFeatures] = {}
 
 
 def _load_panel_features(
-    cfg: DictConfig, lookback: int, rank: bool, data_overrides: Mapping[str, Any] | None
+    cfg: DictConfig,
+    lookback: int,
+    rank: bool,
+    data_overrides: Mapping[str, Any] | None,
+    allow_stale_inputs: bool = False,
 ) -> PanelFeatures:
+    if allow_stale_inputs:
+        cfg = OmegaConf.merge(cfg, {"freshness": {"allow_stale": True}})  # type: ignore[assignment]
     data_cfg = OmegaConf.merge(cfg.data, dict(data_overrides or {}))
     panel: Panel = instantiate(data_cfg)
     # the features (with any `features.sources` columns) and the sample mask exactly as training built them
@@ -106,6 +117,7 @@ def _load_panel_features(
         torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)),
         run.names,
         window_ends(np.isfinite(panel["close"]), lookback) & sample_ok,
+        run.lagging,
     )
 
 

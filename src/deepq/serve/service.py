@@ -66,6 +66,7 @@ class ServeSettings:
     parity_atol: float = 1e-5
     refresh_interval_s: float = 0.0  # > 0: poll the data files and reload when they change; 0 = off
     max_staleness_sessions: int | None = None  # /ready answers 503 beyond this many sessions; None = no limit
+    allow_stale_inputs: bool = False  # serve although a reference series is stale past the fill limit
     calendar: str = "XNYS"  # the exchange whose completed sessions define "stale"
 
 
@@ -194,7 +195,12 @@ class PredictionService:
             key = (v.config + overrides, v.lookback, v.rank)
             if key not in sources:
                 sources[key] = load_panel_features(
-                    v.config, v.lookback, v.rank, s.data_overrides, reuse=old is None
+                    v.config,
+                    v.lookback,
+                    v.rank,
+                    s.data_overrides,
+                    reuse=old is None,
+                    allow_stale_inputs=s.allow_stale_inputs,
                 )
             try:
                 builder = InputBuilder(sources[key], v.meta)

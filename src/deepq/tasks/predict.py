@@ -28,6 +28,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from deepq.export.registry import ModelVersion, Registry, default_root
+from deepq.features.freshness import StaleInputError
 from deepq.serve.inputs import InputBuilder, PanelFeatures, _load_panel_features, postprocess
 from deepq.tasks.hydra_utils import CONFIG_DIR
 from deepq.utils.io import write_atomic, write_parquet_atomic
@@ -61,7 +62,10 @@ class Scorer:
 
 
 def run_config(
-    version: ModelVersion, data: str | Mapping[str, Any] | None = None, overrides: Sequence[str] = ()
+    version: ModelVersion,
+    data: str | Mapping[str, Any] | None = None,
+    overrides: Sequence[str] = (),
+    allow_stale_inputs: bool = False,
 ) -> DictConfig:
     """The version's resolved training config with its `data` node replaced by `data` (a conf/data name or a
     mapping; the run's symbols and start kept unless given), its end date lifted (score the data as it is
@@ -80,6 +84,8 @@ def run_config(
             cfg.data = node
     with open_dict(cfg):  # the data as it is now: the run's end date would hide the sessions after it
         cfg.data.end = None
+        if allow_stale_inputs:  # accept a reference series stale past the fill limit (features/freshness.py)
+            cfg.freshness = OmegaConf.merge(cfg.get("freshness") or {}, {"allow_stale": True})
     bad = [o for o in overrides if not o.startswith("data.")]
     if bad:
         raise PredictError(f"only data.key=value overrides apply to scoring; got {bad}")
@@ -95,13 +101,14 @@ def open_scorer(
     registry: str | Path | None = None,
     data: str | Mapping[str, Any] | None = None,
     overrides: Sequence[str] = (),
+    allow_stale_inputs: bool = False,
 ) -> Scorer:
     """Resolve `ref` (None = production, else the latest candidate), verify and load it, and rebuild its
     inputs on the data as it is now. Not cached: each call reads the data afresh, so new sessions count."""
     reg = Registry(registry or default_root())
     mv = reg.resolve(ref)
     module, meta = reg.load(mv)  # verifies every artifact's sha256
-    cfg = run_config(mv, data, overrides)
+    cfg = run_config(mv, data, overrides, allow_stale_inputs)
     rank = (meta.get("normalizer") or {}).get("method") == "rank"
     # the server's loader, uncached: its per-process cache is keyed on the config, not on the data's content
     source = _load_panel_features(cfg, int(meta["lookback"]), rank, None)
@@ -195,6 +202,8 @@ def score(scorer: Scorer, rows: np.ndarray, symbols: Sequence[str] | None = None
         frame[name if name in ("pred", "score", "up") else f"out_{name}"] = col
     frame["data_fingerprint"] = scorer.data_fingerprint
     frame["data_as_of"] = pd.Timestamp(panel.dates[-1])
+    # reference series accepted stale past the fill limit (--allow-stale-inputs): said on every row
+    frame["stale_inputs"] = ",".join(g.series for g in scorer.source.lagging if g.stale)
     return frame.sort_values(["date", "symbol"], ignore_index=True)
 
 
@@ -235,9 +244,10 @@ def predict(
     registry: str | Path | None = None,
     data: str | Mapping[str, Any] | None = None,
     overrides: Sequence[str] = (),
+    allow_stale_inputs: bool = False,
 ) -> pd.DataFrame:
     """What `deepq predict` computes, as a frame (the Python API's `load_model(...).predict` calls this)."""
-    scorer = open_scorer(model, registry, data, overrides)
+    scorer = open_scorer(model, registry, data, overrides, allow_stale_inputs)
     rows = select_dates(scorer.source.panel.dates, scorer.train_end, dates, start, end, since_training_end)
     freshness_gate(scorer, rows)
     return score(scorer, rows, symbols)
@@ -265,6 +275,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--csv", action="store_true", help="also write CSV beside the Parquet file")
     p.add_argument("--pg-dsn-env", help="append to PostgreSQL: the variable holding the DSN (never the DSN)")
+    p.add_argument(
+        "--allow-stale-inputs",
+        action="store_true",
+        help="score although a reference series (SPY, a sector ETF, a source) is stale past the fill limit",
+    )
     p.add_argument("overrides", nargs="*", help="data.key=value overrides of the data config")
     return p
 
@@ -287,8 +302,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             args.registry,
             args.data,
             args.overrides,
+            args.allow_stale_inputs,
         )
-    except (PredictError, KeyError) as e:
+    except (PredictError, KeyError, StaleInputError) as e:
         raise SystemExit(f"deepq predict: {e}") from None
     if frame.empty:
         console.print("[yellow]no sessions to score[/] (nothing after the requested start)")

@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
+from deepq.features.freshness import StaleInputError
 from deepq.serve.service import PredictionService, ServeSettings
 from deepq.tasks.hydra_utils import CONFIG_DIR
 
@@ -58,11 +59,20 @@ def main() -> None:
     p.add_argument("--config", default=str(Path(CONFIG_DIR) / "serve" / "default.yaml"))
     p.add_argument("--route", action="append", default=[], help="REF=WEIGHT, repeatable (A/B arms)")
     p.add_argument("--shadow", default=None, help="a registry reference predicted in shadow mode")
+    p.add_argument(
+        "--allow-stale-inputs",
+        action="store_true",
+        help="serve although a reference series (SPY, a sector ETF, a source) is stale past the fill limit",
+    )
     p.add_argument("overrides", nargs="*", help="key=value overrides of the serve config")
     args = p.parse_args()
-    cfg = load_serve_config(args.config, args.overrides, args.route, args.shadow)
+    overrides = [*args.overrides, *(["allow_stale_inputs=true"] if args.allow_stale_inputs else [])]
+    cfg = load_serve_config(args.config, overrides, args.route, args.shadow)
     settings, api_key = settings_from(cfg)
-    service = PredictionService(settings, api_key)
+    try:
+        service = PredictionService(settings, api_key)
+    except StaleInputError as e:
+        raise SystemExit(f"deepq serve: {e}") from None
     for m in service.describe():
         console.print(f"serving {m['ref']} ({m['stage']}, {m['role']}, weight {m['weight']})")
     fresh = service.freshness()
