@@ -226,7 +226,8 @@ def yahoo_at(base_url: str, tz_cache: Path) -> Iterator[None]:
     from yfinance.data import YfData
 
     tz_cache.mkdir(parents=True, exist_ok=True)
-    yf.set_tz_cache_location(str(tz_cache))
+    previous_tz_cache = yf.cache._TzDBManager.get_location()
+    yf.set_tz_cache_location(str(tz_cache))  # the bench's timezones stay in its workdir
     yf_log = logging.getLogger("yfinance")
     level, yf_log.level = yf_log.level, logging.CRITICAL  # its per-ticker error lines: the table says it
     with (
@@ -238,6 +239,7 @@ def yahoo_at(base_url: str, tz_cache: Path) -> Iterator[None]:
             yield
         finally:
             yf_log.setLevel(level)
+            yf.set_tz_cache_location(previous_tz_cache)
 
 
 # ---- the cases --------------------------------------------------------------------------------------------
