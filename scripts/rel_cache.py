@@ -128,8 +128,8 @@ def kill_during_writes(root: Path, frames: dict[str, pd.DataFrame], kills: int, 
         "stale": stale,
         "mismatches": mismatches,
         "wall_s": round(wall, 1),
-        "note": f"{len(temps)} temp files left by kills (never listed as symbols), {stale} manifest "
-        f"row(s) stale; repair: {len(fixed)} fix(es), {left} temp files left",
+        "note": f"kills left {len(temps)} temp files (none listed as a symbol), {stale} stale manifest "
+        f"row(s); repair(): {len(fixed)} fixes, {left} temp left",
         "ok": unreadable == 0
         and torn == 0
         and lost == 0
@@ -184,9 +184,11 @@ def two_writers(root: Path, frames: dict[str, pd.DataFrame]) -> dict:
         expected += len(want)
         lost += len(want) - len(have)
         if len(have) == len(want):
-            torn += frame_checksum(have.reset_index(drop=True)) != frame_checksum(want.reset_index(drop=True))
+            torn += int(
+                frame_checksum(have.reset_index(drop=True)) != frame_checksum(want.reset_index(drop=True))
+            )
     total = sum(len(f) for f in frames.values())
-    extra = sum(len(store.read_symbol(s)) for s in frames) - (expected - lost)
+    extra = len(store.read()) - (expected - lost)  # rows no writer wrote: duplicates or strays
     mismatches = len(store.verify())
     return {
         "section": "cache",
