@@ -128,8 +128,8 @@ def kill_during_writes(root: Path, frames: dict[str, pd.DataFrame], kills: int, 
         "stale": stale,
         "mismatches": mismatches,
         "wall_s": round(wall, 1),
-        "note": f"kills left {len(temps)} temp files (none listed as a symbol), {stale} stale manifest "
-        f"row(s); repair(): {len(fixed)} fixes, {left} temp left",
+        "note": f"kills left {len(temps)} temp files (no symbol), {stale} stale manifest row(s); "
+        f"repair(): {len(fixed)} fixes, {left} temp left",
         "ok": unreadable == 0
         and torn == 0
         and lost == 0
