@@ -28,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from deepq.data.cache import ParquetStore
+from deepq.data.cache import ParquetStore, load_cache_panel
 from deepq.data.panel import load_prices
 from deepq.data.store import frame_checksum, to_cache_frame
 
@@ -115,6 +115,7 @@ def kill_during_writes(root: Path, frames: dict[str, pd.DataFrame], kills: int, 
     fixed = store.repair()
     mismatches = len(store.verify())
     left = len(list(root.rglob("*.tmp")))
+    panel = load_cache_panel(root)  # what training reads: every symbol, the temp files not among them
     return {
         "section": "cache",
         "case": f"kill -9 x{kills} during writes",
@@ -135,7 +136,8 @@ def kill_during_writes(root: Path, frames: dict[str, pd.DataFrame], kills: int, 
         and lost == 0
         and mismatches == 0
         and left == 0
-        and listed <= set(frames),
+        and listed <= set(frames)
+        and set(panel.symbols) == set(frames),
     }
 
 
