@@ -10,7 +10,7 @@ export MKL_NUM_THREADS ?= 1
 export WANDB_MODE ?= offline
 export HYDRA_FULL_ERROR ?= 1
 
-.PHONY: venv run test test-all check bench serve docs clean sample proto
+.PHONY: venv run test test-all check bench reliability serve docs clean sample proto
 
 venv: $(STAMP)
 
@@ -41,7 +41,11 @@ check: venv
 	$(BIN)/lint-imports
 
 bench: venv
-	for s in scripts/bench_*.py; do echo "== $$s"; $(BIN)/python $$s || exit 1; done
+	for s in $(filter-out scripts/bench_reliability.py,$(wildcard scripts/bench_*.py)); do echo "== $$s"; $(BIN)/python $$s || exit 1; done
+
+# one table of fault figures (docs/reliability.md); ARGS="--small" for the seconds-long version, "--only cache"
+reliability: venv
+	$(BIN)/python scripts/bench_reliability.py $(ARGS)
 
 serve: venv
 	$(BIN)/deepq serve $(ARGS)

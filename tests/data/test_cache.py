@@ -152,3 +152,42 @@ def test_duckdb_sql_over_the_cache(store):
     assert (df["n"] == 503).all() and str(df["last"].iloc[0])[:10] == "2019-12-31"
     man = query(store.root, "select symbol, rows from manifest where symbol = 'SPY'")
     assert man["rows"].item() == 503
+
+
+def test_append_merges_new_rows_and_replaces_cached_dates(store):
+    aapl = store.read_symbol("AAPL")
+    head, tail = aapl.iloc[:300], aapl.iloc[290:]
+    store.delete("AAPL")
+    store.append("AAPL", head)
+    entry = store.append("AAPL", tail.assign(close=tail["close"] * 1.01))  # dates 290..299 restated
+    back = store.read_symbol("AAPL")
+    assert len(back) == len(aapl) == entry.rows and back["date"].is_monotonic_increasing
+    np.testing.assert_allclose(back["close"].iloc[290:], aapl["close"].iloc[290:] * 1.01)
+    np.testing.assert_allclose(back["close"].iloc[:290], aapl["close"].iloc[:290])
+    assert store.verify() == []
+
+
+def test_a_late_manifest_update_records_the_newer_file(store):
+    """Writer A's file is replaced by writer B's before A updates the manifest: the manifest keeps B's."""
+    aapl = store.read_symbol("AAPL")
+    with store.lock("AAPL"):
+        late = store._put_file("AAPL", aapl.assign(source="writer-a"))
+    store.write("AAPL", aapl.assign(source="writer-b"))
+    store._update_manifest([late])
+    assert store.manifest().set_index("symbol").loc["AAPL", "source"] == "writer-b"
+    assert store.verify() == []
+
+
+def test_repair_after_a_kill_between_file_and_manifest(store):
+    aapl = store.read_symbol("AAPL")
+    store._write_file("AAPL", aapl.assign(close=aapl["close"] * 2))  # killed before its manifest update
+    (store.prices_dir / ".JPM.parquet.k1ll3d.tmp").write_bytes(b"PAR1 half a file")  # killed mid-write
+    assert store.symbols() == sorted(SYMBOLS)  # a temp file is never a symbol
+    assert [p for p in store.verify() if "AAPL" in p and "checksum" in p]
+    done = store.repair()
+    assert any("JPM.parquet.k1ll3d.tmp" in d for d in done) and any("row of AAPL" in d for d in done)
+    assert store.verify() == [] and not list(store.prices_dir.glob("*.tmp"))
+    assert store.manifest().set_index("symbol").loc["AAPL", "checksum"] == frame_checksum(
+        store.read_symbol("AAPL")
+    )
+    assert store.repair() == []

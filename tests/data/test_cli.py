@@ -114,3 +114,19 @@ def test_sp500_universe_is_every_member_since_start_plus_context():
         "XLV",
         "XLY",
     ]
+
+
+def test_manifest_repair_after_a_killed_write(tmp_path, monkeypatch):
+    from deepq.data.cache import ParquetStore
+    from deepq.data.panel import load_prices
+
+    monkeypatch.setenv("DEEPQ_CACHE", str(tmp_path / "c"))
+    store = ParquetStore(tmp_path / "c")
+    rows = load_prices(SAMPLE / "prices.parquet", symbols=["AAPL", "JPM"], start="2019-01-01")
+    store.write_many(list(rows.groupby("symbol")))
+    aapl = store.read_symbol("AAPL")
+    store._write_file("AAPL", aapl.assign(close=aapl["close"] * 2))  # killed before the manifest update
+    (store.prices_dir / ".JPM.parquet.x1.tmp").write_bytes(b"PAR1")  # killed mid-write
+    assert run(["manifest"]) == 1
+    assert run(["manifest", "--repair"]) == 0
+    assert store.verify() == [] and not list(store.prices_dir.glob("*.tmp"))

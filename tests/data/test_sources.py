@@ -148,8 +148,31 @@ def test_timeout_and_malformed_json_are_retried(cls, fault, error):
 def test_empty_answer_is_retried_then_reported(cls):
     faults = Faults()
     faults.add("", *["empty"] * 5)
-    with pytest.raises(EmptyData, match=f"{cls.name} AAPL"):
-        http_source(cls, ReplayAdapter(faults), attempts=2).fetch("AAPL", START, END)
+    src = http_source(cls, ReplayAdapter(faults), attempts=2)
+    with pytest.raises(EmptyData, match=f"{cls.name} AAPL.*gave up after 2 attempts"):
+        src.fetch("AAPL", START, END)
+    assert len(src.retry.sleep) == 1
+
+
+MIRRORS = {
+    TiingoSource: "https://tiingo.mirror.internal/tiingo/daily",
+    AlphaVantageSource: "https://alphavantage.mirror.internal/query",
+    PolygonSource: "https://polygon.mirror.internal",
+}
+
+
+@pytest.mark.parametrize("cls", HTTP)
+def test_base_url_sends_every_request_to_another_host(cls):
+    adapter = ReplayAdapter()
+    src = cls(
+        api_key=SECRETS[cls.name],
+        session=replay_session(adapter),
+        retry=retry(),
+        calls_per_minute=1e9,
+        base_url=MIRRORS[cls],
+    )
+    assert len(src.fetch("KO", START, END)) == 108
+    assert adapter.requests and all((r.url or "").startswith(MIRRORS[cls]) for r in adapter.requests)
 
 
 def test_alphavantage_in_body_rate_limit_note_is_retried():

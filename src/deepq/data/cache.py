@@ -7,8 +7,12 @@
 
 Every file is written to a temp file in the same folder and renamed into place (deepq.utils.io), so a crash
 mid-write leaves the previous version readable. A symbol's file is written under its file lock, so two
-processes never write the same symbol at once; the manifest is read-modified-written under its own lock.
-The manifest is an index: `rebuild_manifest()` recomputes it from the files.
+processes never write the same symbol at once; `append` reads, merges and writes under that lock, so two
+writers appending to one symbol both keep their rows. The manifest is read-modified-written under its own
+lock, and each entry is checked against the file it indexes (the file is the truth: a writer that lost the
+race to a newer file records the newer file). The manifest is an index: a crash between a file and its
+manifest entry leaves the entry one version behind, which `repair()` (or the next write) puts right, and
+`rebuild_manifest()` recomputes it whole.
 """
 
 from __future__ import annotations
@@ -87,7 +91,35 @@ class ParquetStore:
             self._update_manifest(entries)
         return entries
 
+    def append(self, symbol: str, frame: pd.DataFrame) -> ManifestEntry:
+        """Merge rows into the symbol's history (a date already cached takes the new row), all under the
+        symbol's lock: concurrent appenders never drop each other's rows."""
+        frame = to_cache_frame(frame, symbol=symbol, where=f"cache append {symbol}")
+        try:
+            with self.lock(symbol):
+                cached = self.read_symbol(symbol)
+                if cached is not None:
+                    frame = pd.concat([cached[~cached["date"].isin(frame["date"])], frame], ignore_index=True)
+                entry = self._put_file(symbol, frame)
+        except Timeout:
+            raise self._locked(symbol) from None
+        self._update_manifest([entry])
+        return entry
+
     def _write_file(self, symbol: str, frame: pd.DataFrame) -> ManifestEntry:
+        try:
+            with self.lock(symbol):
+                return self._put_file(symbol, frame)
+        except Timeout:
+            raise self._locked(symbol) from None
+
+    def _locked(self, symbol: str) -> CacheLocked:
+        return CacheLocked(
+            f"symbol {symbol}: another process holds {self.root / 'locks'} lock for over {self.lock_timeout_s} s"
+        )
+
+    def _put_file(self, symbol: str, frame: pd.DataFrame) -> ManifestEntry:
+        """Write the symbol's file atomically; the caller holds the symbol's lock."""
         frame = to_cache_frame(frame, symbol=symbol, where=f"cache write {symbol}")
         if frame.empty:
             raise DataError(f"cache write {symbol}: empty frame; refusing to replace the cached history")
@@ -104,21 +136,35 @@ class ParquetStore:
                 b"deepq.checksum": entry.checksum.encode(),
             }
         )
-        try:
-            with self.lock(symbol), atomic_path(self.path(symbol)) as tmp:
-                pq.write_table(table, tmp, compression=self.compression)
-        except Timeout:
-            raise CacheLocked(
-                f"symbol {symbol}: another process holds {self.root / 'locks'} lock for over "
-                f"{self.lock_timeout_s} s"
-            ) from None
+        with atomic_path(self.path(symbol)) as tmp:
+            pq.write_table(table, tmp, compression=self.compression)
         return entry
+
+    def _on_disk(self, entry: ManifestEntry) -> ManifestEntry | None:
+        """`entry`, or the entry of the file that replaced it since (None when the file is gone)."""
+        if not self.path(entry.symbol).exists():
+            return None
+        if self._file_checksum(entry.symbol) == entry.checksum:
+            return entry
+        return self._entry_of_file(entry.symbol)
+
+    def _file_checksum(self, symbol: str) -> str:
+        meta = pq.read_schema(self.path(symbol)).metadata or {}
+        return meta.get(b"deepq.checksum", b"").decode()
+
+    def _entry_of_file(self, symbol: str) -> ManifestEntry | None:
+        df = self.read_symbol(symbol)
+        if df is None or df.empty:
+            return None
+        fetched = (pq.read_schema(self.path(symbol)).metadata or {}).get(b"deepq.fetched_at")
+        return ManifestEntry.of(symbol, df, pd.Timestamp(fetched.decode()) if fetched else None)
 
     def _update_manifest(self, entries: Sequence[ManifestEntry], drop: Sequence[str] = ()) -> None:
         try:
             with self.lock("_manifest"):
                 current = self.manifest()
                 gone = {e.symbol for e in entries} | set(drop)
+                entries = [e for e in map(self._on_disk, entries) if e is not None]
                 current = current[~current["symbol"].isin(gone)]
                 new = manifest_frame(entries)
                 merged = pd.concat([x for x in (current, new) if len(x)], ignore_index=True)
@@ -206,6 +252,30 @@ class ParquetStore:
             if got != man.loc[sym, "checksum"]:
                 problems.append(f"symbol {sym}: checksum in the file ({got[:12]}) differs from the manifest")
         return problems
+
+    def repair(self) -> list[str]:
+        """After a crash: temp files of interrupted writes removed (each under the lock its writer held) and
+        the manifest rows that disagree with the files recomputed from them. Returns what was done."""
+        done = []
+        for tmp in sorted(self.prices_dir.glob(".*.parquet.*.tmp")) if self.prices_dir.is_dir() else []:
+            symbol = _symbol_of(Path(tmp.name[1:].split(".parquet.", 1)[0] + ".parquet"))
+            with self.lock(symbol):
+                if tmp.exists():
+                    tmp.unlink()
+                    done.append(f"removed temp file {tmp}")
+        with self.lock("_manifest"):
+            for tmp in sorted(self.root.glob(f".{self.manifest_path.name}.*.tmp")):
+                tmp.unlink(missing_ok=True)
+                done.append(f"removed temp file {tmp}")
+        man = self.manifest().set_index("symbol")["checksum"]
+        files = set(self.symbols())
+        stale = [sym for sym in sorted(files) if man.get(sym) != self._file_checksum(sym)]
+        gone = sorted(set(man.index) - files)
+        if stale or gone:
+            self._update_manifest([e for e in map(self._entry_of_file, stale) if e is not None], drop=gone)
+            done.extend(f"manifest: row of {sym} recomputed from its file" for sym in stale)
+            done.extend(f"manifest: row of {sym} dropped (no file)" for sym in gone)
+        return done
 
     def rebuild_manifest(self) -> pd.DataFrame:
         entries = []

@@ -323,6 +323,9 @@ def cmd_sql(args: argparse.Namespace, cfg: DictConfig) -> int:
 
 def cmd_manifest(args: argparse.Namespace, cfg: DictConfig) -> int:
     store = ParquetStore(cfg.data.root)
+    if args.repair:  # after a crash: temp files removed, stale manifest rows recomputed from the files
+        for line in store.repair():
+            console.print(f"[yellow]repaired[/] {line}")
     man = store.manifest()
     print_frame(man, f"manifest of {store.root} ({len(man)} symbols)", args.limit)
     problems = store.verify()
@@ -379,6 +382,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("manifest", help="the cache's manifest, verified against its files")
     p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--repair", action="store_true", help="first put right what a killed writer left")
     p.set_defaults(fn=cmd_manifest)
     return ap
 

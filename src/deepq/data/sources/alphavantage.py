@@ -32,9 +32,10 @@ class AlphaVantageSource(HttpSource):
     name = "alphavantage"
     key_env = "ALPHAVANTAGE_API_KEY"
 
-    def __init__(self, compact_days: int = 90, **kw: Any):
+    def __init__(self, compact_days: int = 90, base_url: str = URL, **kw: Any):
         kw.setdefault("calls_per_minute", 5.0)  # the free tier's limit; premium keys allow 75+
         super().__init__(**kw)
+        self.base_url = base_url  # another host (a self-hosted proxy, a test server)
         self.compact_days = compact_days  # "compact" returns the last 100 points: enough for a short update
 
     def fetch(self, symbol: str, start: str | None = None, end: str | None = None) -> pd.DataFrame:
@@ -48,7 +49,7 @@ class AlphaVantageSource(HttpSource):
             "datatype": "json",
             "apikey": self.api_key,
         }
-        raw = self.get_json(URL, symbol, lambda d: self.parse(d, symbol), params=params)
+        raw = self.get_json(self.base_url, symbol, lambda d: self.parse(d, symbol), params=params)
         return clip_dates(adjusted_rows(raw, self.name, self.dividend_method), start, end)
 
     def parse(self, data: Any, symbol: str) -> pd.DataFrame:

@@ -22,25 +22,34 @@ class PolygonSource(HttpSource):
     name = "polygon"
     key_env = "POLYGON_API_KEY"
 
-    def __init__(self, **kw: Any):
+    def __init__(self, base_url: str = BASE, **kw: Any):
         kw.setdefault("calls_per_minute", 5.0)  # free tier
         super().__init__(**kw)
+        self.base_url = base_url.rstrip("/")  # another host (a self-hosted proxy, a test server)
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"}
 
     def _pages(
-        self, url: str, symbol: str, params: dict[str, Any] | None, key: str = "results"
+        self,
+        url: str,
+        symbol: str,
+        params: dict[str, Any] | None,
+        key: str = "results",
+        empty: str | None = None,
     ) -> list[dict]:
+        """Every page's `key` items; with `empty` (why), a page without items is EmptyData, retried."""
         out: list[dict] = []
         next_url: str | None = url
         while next_url:
-            page = self.get_json(next_url, symbol, lambda d: self._check(d, symbol), params, self._headers())
+            page = self.get_json(
+                next_url, symbol, lambda d: self._check(d, symbol, key, empty), params, self._headers()
+            )
             out.extend(page.get(key) or [])
             next_url, params = page.get("next_url"), None  # next_url carries its own query
         return out
 
-    def _check(self, data: Any, symbol: str) -> dict:
+    def _check(self, data: Any, symbol: str, key: str, empty: str | None) -> dict:
         if not isinstance(data, dict):
             raise ValueError(f"expected a JSON object, got {type(data).__name__}")
         status = data.get("status")
@@ -48,6 +57,8 @@ class PolygonSource(HttpSource):
             raise NotFound(f"{self.name} {symbol}: unknown symbol")
         if status not in ("OK", "DELAYED"):
             raise ValueError(f"status {status!r}")
+        if empty is not None and not data.get(key):  # inside the retried call, as the other vendors' are
+            raise EmptyData(f"{self.name} {symbol}: {empty}")
         return data
 
     def fetch(self, symbol: str, start: str | None = None, end: str | None = None) -> pd.DataFrame:
@@ -55,12 +66,11 @@ class PolygonSource(HttpSource):
         lo = str(pd.Timestamp(start or "1990-01-01").date())
         hi = str(pd.Timestamp(end or pd.Timestamp.today()).date())
         bars = self._pages(
-            f"{BASE}/v2/aggs/ticker/{ticker}/range/1/day/{lo}/{hi}",
+            f"{self.base_url}/v2/aggs/ticker/{ticker}/range/1/day/{lo}/{hi}",
             symbol,
             {"adjusted": "false", "sort": "asc", "limit": 50000},
+            empty=f"no bars between {lo} and {hi}",
         )
-        if not bars:
-            raise EmptyData(f"{self.name} {symbol}: no bars between {lo} and {hi}")
         raw = pd.DataFrame(bars).rename(
             columns={"o": "open", "h": "high", "l": "low", "c": "close", "v": "volume"}
         )
@@ -70,8 +80,12 @@ class PolygonSource(HttpSource):
         raw = raw[["date", "open", "high", "low", "close", "volume"]].copy()
         raw["symbol"] = symbol
         # events from the first bar on: earlier events do not change these bars (backward adjustment)
-        splits = self._pages(f"{BASE}/v3/reference/splits", symbol, {"ticker": ticker, "limit": 1000})
-        divs = self._pages(f"{BASE}/v3/reference/dividends", symbol, {"ticker": ticker, "limit": 1000})
+        splits = self._pages(
+            f"{self.base_url}/v3/reference/splits", symbol, {"ticker": ticker, "limit": 1000}
+        )
+        divs = self._pages(
+            f"{self.base_url}/v3/reference/dividends", symbol, {"ticker": ticker, "limit": 1000}
+        )
         raw["dividend"] = 0.0
         raw["split"] = 1.0
         pos = pd.Series(range(len(raw)), index=raw["date"])

@@ -31,9 +31,10 @@ class TiingoSource(HttpSource):
     name = "tiingo"
     key_env = "TIINGO_API_KEY"
 
-    def __init__(self, **kw: Any):
+    def __init__(self, base_url: str = BASE, **kw: Any):
         kw.setdefault("calls_per_minute", 50.0 / 60.0)  # free tier: 50 requests an hour
         super().__init__(**kw)
+        self.base_url = base_url.rstrip("/")  # another host (a self-hosted proxy, a test server)
 
     def fetch(self, symbol: str, start: str | None = None, end: str | None = None) -> pd.DataFrame:
         params = {"startDate": str(pd.Timestamp(start or "1990-01-01").date()), "format": "json"}
@@ -41,7 +42,11 @@ class TiingoSource(HttpSource):
             params["endDate"] = str(pd.Timestamp(end).date())
         headers = {"Authorization": f"Token {self.api_key}", "Content-Type": "application/json"}
         raw = self.get_json(
-            f"{BASE}/{symbol.lower()}/prices", symbol, lambda d: self.parse(d, symbol), params, headers
+            f"{self.base_url}/{symbol.lower()}/prices",
+            symbol,
+            lambda d: self.parse(d, symbol),
+            params,
+            headers,
         )
         return clip_dates(adjusted_rows(raw, self.name, self.dividend_method), start, end)
 

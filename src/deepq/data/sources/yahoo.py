@@ -56,7 +56,9 @@ class YahooSource:
 
     # ---- public
     def fetch(self, symbol: str, start: str | None = None, end: str | None = None) -> pd.DataFrame:
-        return self.retry.call(lambda: self._history(symbol, start, end), f"{self.name} {symbol}")
+        return self.retry.call(
+            lambda: self._history(symbol, start, end), f"{self.name} {symbol}", on_retry=_forget_answers
+        )
 
     def fetch_many(
         self, symbols: Sequence[str], start: str | None = None, end: str | None = None
@@ -182,3 +184,13 @@ class YahooSource:
             }
         )
         return out.reset_index(drop=True)
+
+
+def _forget_answers(_: SourceError) -> None:
+    """Before a retry: yfinance keeps every chart answer of a past window in an in-process LRU
+    (`YfData.cache_get`), a broken one (5xx, malformed, empty) included, so a retry would re-read it."""
+    from yfinance.data import YfData
+
+    clear = getattr(YfData.cache_get, "cache_clear", None)  # absent where a test has replaced cache_get
+    if callable(clear):
+        clear()
