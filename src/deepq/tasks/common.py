@@ -12,6 +12,7 @@ from deepq.dataset.build import run_features
 from deepq.dataset.context import FoldModel, PanelData, TaskSpec
 from deepq.dataset.labels import forward_return, make_labels
 from deepq.dataset.targets import TargetPipeline
+from deepq.ensemble.seeds import SeedEnsemble, seeds_for
 from deepq.training.neural import NeuralModel
 
 
@@ -43,9 +44,25 @@ def build_panel_data(cfg: DictConfig) -> PanelData:
 
 
 def build_model(cfg: DictConfig) -> FoldModel:
-    """A plug-in (`model.plugin` with a _target_) or the neural path (`model.net`)."""
+    """A plug-in (`model.plugin` with a _target_) or the neural path (`model.net`); `ensemble.seeds=N` (N > 1)
+    wraps N of them, seeds seed .. seed+N-1, in a SeedEnsemble that averages their forecasts."""
+    n = int((cfg.get("ensemble") or {}).get("seeds") or 1)
+    if n <= 1:
+        return build_one_model(cfg, int(cfg.seed))
+    if "plugin" in cfg.model and "seed" not in cfg.model.plugin:
+        raise ValueError(
+            f"ensemble.seeds={n}: model {cfg.model.name!r} takes no seed, so its members would be equal"
+        )
+    return SeedEnsemble(
+        lambda seed: build_one_model(cfg, seed), seeds_for(int(cfg.seed), n), str(cfg.task.name)
+    )
+
+
+def build_one_model(cfg: DictConfig, seed: int) -> FoldModel:
+    """One model of the configured kind, seeded with `seed`."""
     if "plugin" in cfg.model:
-        return instantiate(cfg.model.plugin, _recursive_=True)
+        seeded = {"seed": seed} if "seed" in cfg.model.plugin else {}
+        return instantiate(cfg.model.plugin, _recursive_=True, **seeded)
     lookback = int(cfg.datamodule.lookback)
     if lookback > int(cfg.universe.min_symbol_history):
         raise ValueError(
@@ -70,7 +87,7 @@ def build_model(cfg: DictConfig) -> FoldModel:
         callbacks=callbacks,
         logger=instantiate(cfg.logger.fold) if cfg.get("logger") and cfg.logger.get("fold") else None,
         run_name=cfg.name,
-        seed=int(cfg.seed),
+        seed=seed,
         module_kwargs=dict(cfg.model.get("module") or {}),
         monitor=str((cfg.get("early_stopping") or {}).get("monitor", "val_loss")),
         mode=str((cfg.get("early_stopping") or {}).get("mode", "min")),

@@ -24,6 +24,7 @@ from deepq.baselines.naive import HistoricalMean, MajorityClass, Naive
 from deepq.baselines.volatility import HAR
 from deepq.dataset.context import FoldModel, PanelData, Predictions
 from deepq.dataset.folds import Fold
+from deepq.ensemble.seeds import SeedEnsemble
 from deepq.evaluation.degeneracy import flagged_models, warning_text
 from deepq.evaluation.evaluate import EvalResult, evaluate_run, options_from_config
 from deepq.evaluation.report import write_report
@@ -209,6 +210,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if len(evaluation.portfolios):
         cols = ["model", "portfolio", "sharpe", "gross_sharpe", "cagr", "max_drawdown", "win_rate"]
         print_table(evaluation.portfolios[cols], "portfolios after costs (out of sample)")
+    spread = model.seed_spread(data) if isinstance(model, SeedEnsemble) else None
+    if spread:
+        ics = ", ".join(f"{ic:+.4f}" for ic in spread["rank_ic"])
+        text += (
+            f" Seed ensemble of {len(spread['seeds'])}: per-seed rank IC {ics} "
+            f"(mean {spread['rank_ic_mean']:+.4f} ± {spread['rank_ic_std']:.4f}); the ensemble's is in the table."
+        )
     red = not flagged_models(evaluation.degeneracy, [model.name]).empty
     console.print(text, style="bold red" if red else None, markup=False, highlight=False)
 
@@ -268,6 +276,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "target": data.target.describe(),
         "pruned": pruned,
         "inputs_lagging": [lag.record() for lag in data.lagging],
+        "seed_spread": spread,
     }
     write_json_atomic(
         {
