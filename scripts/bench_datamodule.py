@@ -3,6 +3,10 @@
 Measured for each, in its own fresh process (so peak memory is not shared): build time, peak memory above the
 input (the [T, N, F] float32 panel for us, the long DataFrame for pytorch-forecasting, as each library takes
 its input), and the time to draw `--batches` batches of `--batch` windows of `--lookback` sessions.
+Ours runs twice: `window` batching (B random (date, stock) windows, what pytorch-forecasting does) and `date`
+batching (whole cross-sections: every usable stock of k dates per batch, k = `--batch` / stocks per date so a
+batch holds about as many windows; the ranking losses and the cross-stock network train on these). Both are
+compared with the peer per window drawn.
 
 The panel has the full shared panel's shape by default (its symbols x sessions, `--features` channels);
 feature values are standard normal with each symbol's real listing gaps (NaN before the first bar), because
@@ -91,7 +95,7 @@ def make_panel(args) -> tuple[np.ndarray, np.ndarray]:
     return x, present
 
 
-def run_ours(args) -> dict:
+def run_ours(args, batching: str = "window") -> dict:
     import torch
 
     from deepq.dataset.datamodule import PanelDataModule
@@ -102,9 +106,13 @@ def run_ours(args) -> dict:
     T = x.shape[0]
     mem = RssPeak().__enter__()
     t0, c0 = time.perf_counter(), time.process_time()
+    # date batching: k whole dates per batch, k chosen so a batch holds about --batch windows
+    per_date = max(int(present.sum(axis=1).mean()), 1)
+    k = max(1, round(args.batch / per_date))
     dm = PanelDataModule(
-        x, labels, present, present, lookback=args.lookback, batch_size=args.batch, normalization="robust"
-    )
+        x, labels, present, present, lookback=args.lookback, batch_size=args.batch, normalization="robust",
+        batching=batching, dates_per_batch=k,
+    )  # fmt: skip
     dm.set_fold(Fold(0, (0, T - 2), (T - 2, T - 2), (T - 2, T)))
     dm.to_device(args.device)
     loader = dm.train_dataloader()
@@ -140,6 +148,7 @@ def result(
         "build_cpu_s": build_cpu_s,
         "draw_cpu_s": draw_cpu_s,
         "ms_per_sample": 1000 * draw_s / n,
+        "samples": n,
         "peak_above_input_mb": above_mb,
         "peak_process_mb": peak_mb(),
         "input_mb": input_mb,
@@ -192,17 +201,18 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--batches", type=int, default=200)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--only", default=None, choices=["ours", "pf"], help=argparse.SUPPRESS)
+    p.add_argument("--only", default=None, choices=["ours", "ours_date", "pf"], help=argparse.SUPPRESS)
     p.add_argument("--skip-peer", action="store_true", help="ours only")
     args = p.parse_args()
     if args.only:  # child process: one library, result as JSON on the last line
         import torch
 
         torch.set_num_threads(1)
-        print(json.dumps(run_ours(args) if args.only == "ours" else run_pf(args)))
+        run = {"ours": run_ours, "ours_date": lambda a: run_ours(a, "date"), "pf": run_pf}[args.only]
+        print(json.dumps(run(args)))
         return
     results = {}
-    for which in ["ours"] + ([] if args.skip_peer else ["pf"]):
+    for which in ["ours", "ours_date"] + ([] if args.skip_peer else ["pf"]):
         cmd = [sys.executable, __file__, *sys.argv[1:], "--only", which]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode:
@@ -214,18 +224,21 @@ def main() -> None:
     )
     for name, r in results.items():
         print(
-            f"{name:5s} build {r['build_s']:7.2f} s ({r['build_cpu_s']:.2f} CPU-s)   draw {r['draw_s']:7.2f} s "
+            f"{name:9s} build {r['build_s']:7.2f} s ({r['build_cpu_s']:.2f} CPU-s)   draw {r['draw_s']:7.2f} s "
             f"({r['draw_cpu_s']:.2f} CPU-s, {r['ms_per_sample']:.4f} ms/sample)   "
             f"peak above input {r['peak_above_input_mb']:8.0f} MB (input {r['input_mb']:.0f} MB, process "
             f"{r['peak_process_mb']:.0f} MB)   {r['windows']:,} windows"
         )
-    if "pf" in results:
-        o, f = results["ours"], results["pf"]
+    for ours in ("ours", "ours_date") if "pf" in results else ():
+        o, f = results[ours], results["pf"]
+        # per window drawn: a date batch holds about, not exactly, --batch windows
+        per_window = f["ms_per_sample"] / o["ms_per_sample"]
+        per_window_cpu = (f["draw_cpu_s"] / f["samples"]) / (o["draw_cpu_s"] / o["samples"])
         print(
-            f"ratios (pytorch-forecasting / ours): build {f['build_s'] / o['build_s']:.1f}x, "
-            f"batches {f['draw_s'] / o['draw_s']:.1f}x, peak memory above input "
+            f"ratios (pytorch-forecasting / {ours}): build {f['build_s'] / o['build_s']:.1f}x, "
+            f"per window drawn {per_window:.1f}x, peak memory above input "
             f"{f['peak_above_input_mb'] / max(o['peak_above_input_mb'], 1):.1f}x; per CPU-second: build "
-            f"{f['build_cpu_s'] / o['build_cpu_s']:.1f}x, batches {f['draw_cpu_s'] / o['draw_cpu_s']:.1f}x"
+            f"{f['build_cpu_s'] / o['build_cpu_s']:.1f}x, per window drawn {per_window_cpu:.1f}x"
         )
     o = results["ours"]
     print(
