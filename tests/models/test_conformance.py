@@ -49,8 +49,8 @@ TINY = [
 _DATA: dict[str, PanelData] = {}
 
 
-def _build(tmp: Path, model: str, task: str) -> tuple[NeuralModel, PanelData]:
-    cfg = compose_cfg(tmp, [*TINY, f"model={model}", f"task={task}"])
+def _build(tmp: Path, model: str, task: str, extra: tuple[str, ...] = ()) -> tuple[NeuralModel, PanelData]:
+    cfg = compose_cfg(tmp, [*TINY, f"model={model}", f"task={task}", *extra])
     if task not in _DATA:
         _DATA[task] = build_panel_data(cfg)
     nm = build_model(cfg)
@@ -60,10 +60,10 @@ def _build(tmp: Path, model: str, task: str) -> tuple[NeuralModel, PanelData]:
 
 
 def _fit_predict_export(
-    tmp_path: Path, model: str, task: str, formats: tuple[str, ...], dynamo: bool
+    tmp_path: Path, model: str, task: str, formats: tuple[str, ...], dynamo: bool, extra: tuple[str, ...] = ()
 ) -> None:
     torch.manual_seed(0)
-    nm, data = _build(tmp_path, model, task)
+    nm, data = _build(tmp_path, model, task, extra)
     nm.fit(data, FOLD)
     assert np.isfinite(nm.best_val_loss[0]), "validation loss is not finite"
     index = data.split_index(FOLD, "test")[:64]
@@ -109,6 +109,13 @@ def test_fit_predict_export(tmp_path, model, task):
             else ("torchscript", "onnx")
         )
     _fit_predict_export(tmp_path, model, task, formats, dynamo=False)
+
+
+@pytest.mark.parametrize("model", ["lstm", "transformer"])
+def test_the_cross_stock_option_fits_predicts_and_exports(tmp_path, model):
+    """`model.net.cross_layers=1`: the encoder gains set-attention across each date's stocks (reads t)."""
+    extra = ("model.net.cross_layers=1", "datamodule.batching=date", "ranking=ic")
+    _fit_predict_export(tmp_path, model, "returns", ("torchscript", "onnx"), dynamo=False, extra=extra)
 
 
 @pytest.mark.slow

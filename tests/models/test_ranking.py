@@ -112,3 +112,31 @@ def test_master_is_equivariant_within_a_date_and_dates_are_independent():
         x3 = x.clone()
         x3[0] = torch.randn(5, 6)  # one stock changes: the other stocks of its date see it
         assert not torch.allclose(net(x3, t)[1:7], out[1:7])
+
+
+@pytest.mark.parametrize("name", ["lstm", "transformer"])
+def test_cross_layers_make_an_encoder_a_cross_stock_network(name):
+    from deepq.models.lstm import LSTMNet
+    from deepq.models.transformer import TransformerNet
+
+    torch.manual_seed(0)
+    make = {"lstm": LSTMNet, "transformer": TransformerNet}[name]
+    kwargs = {"lookback": 5, "patch_len": 1, "d_model": 8} if name == "transformer" else {"hidden_size": 8}
+    plain, cross = make(6, 1, **kwargs), make(6, 1, cross_layers=1, **kwargs)
+    assert plain.inputs == ("x",) and cross.inputs == ("x", "t")
+    for net in (plain, cross):  # from the zero forecast the outputs are flat: give the head weights
+        torch.nn.init.normal_(net.proj[-1].weight if name == "lstm" else net.proj.weight)
+    x, t = torch.randn(12, 5, 6), torch.tensor([3] * 7 + [9] * 5)
+    x3 = x.clone()
+    x3[0] = torch.randn(5, 6)  # one stock changes
+    with torch.no_grad():
+        assert torch.allclose(plain(x3)[1:], plain(x)[1:])  # alone: the others do not see it
+        out = cross(x, t)
+        assert not torch.allclose(cross(x3, t)[1:7], out[1:7])  # its date's stocks see it ...
+        torch.testing.assert_close(cross(x3, t)[7:], out[7:], atol=1e-6, rtol=0)  # ... the other date not
+        perm = torch.randperm(12)
+        torch.testing.assert_close(cross(x[perm], t[perm]), out[perm], atol=1e-5, rtol=0)
+        traced = torch.jit.trace(cross.eval(), (x, t))
+        torch.testing.assert_close(traced(x[:7], t[:7]), cross(x[:7], t[:7]), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="need t"):
+        cross(x)

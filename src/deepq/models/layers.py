@@ -233,6 +233,27 @@ class CrossStockAttention(nn.Module):
         return h + self.drop(self.ff(h))
 
 
+class CrossStock(nn.Module):
+    """`n_layers` CrossStockAttention layers after a per-stock encoder, or the identity when n_layers is 0.
+    `inputs` is what the network it sits in then reads: ("x", "t") with layers, ("x",) without."""
+
+    def __init__(self, d: int, n_layers: int = 0, n_heads: int = 4, dropout: float = 0.0):
+        super().__init__()
+        if n_layers < 0:
+            raise ValueError(f"cross_layers must be >= 0, got {n_layers}")
+        self.layers = nn.ModuleList([CrossStockAttention(d, n_heads, dropout) for _ in range(n_layers)])
+        self.inputs: tuple[str, ...] = ("x", "t") if n_layers else ("x",)
+
+    def forward(self, h: torch.Tensor, t: torch.Tensor | None) -> torch.Tensor:
+        if not len(self.layers):
+            return h
+        if t is None:
+            raise ValueError("cross-stock layers need t, the date row of every sample")
+        for layer in self.layers:
+            h = layer(h, t)
+        return h
+
+
 class InterpretableAttention(nn.Module):
     """TFT's multi-head attention: per-head queries and keys, one value projection shared by all heads, heads
     averaged, so the averaged attention pattern is a readable importance over time steps."""

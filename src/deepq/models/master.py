@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from deepq.models.layers import CrossStockAttention, same_date, zero_linear
+from deepq.models.layers import CrossStock, same_date, zero_linear
 
 
 class MasterNet(nn.Module):
@@ -45,9 +45,7 @@ class MasterNet(nn.Module):
         self.inp = nn.Linear(n_features, hidden_size)
         self.lstm = nn.LSTM(hidden_size, hidden_size, batch_first=True)
         self.temporal_q = nn.Linear(hidden_size, hidden_size, bias=False)
-        self.cross = nn.ModuleList(
-            [CrossStockAttention(hidden_size, n_heads, dropout) for _ in range(n_cross_layers)]
-        )
+        self.cross = CrossStock(hidden_size, n_cross_layers, n_heads, dropout)
         self.out = nn.Sequential(
             nn.LayerNorm(hidden_size), nn.Dropout(dropout), zero_linear(hidden_size, n_outputs)
         )
@@ -61,6 +59,4 @@ class MasterNet(nn.Module):
         last = seq[:, -1]
         w = torch.softmax((seq @ self.temporal_q(last)[:, :, None]).squeeze(-1), dim=1)  # [B, L]
         h = (w[:, :, None] * seq).sum(dim=1) + last
-        for layer in self.cross:
-            h = layer(h, t)
-        return self.out(h)
+        return self.out(self.cross(h, t))

@@ -2,7 +2,8 @@
 
 Patching (PatchTST-style) groups `patch_len` consecutive sessions into one token, so attention runs over
 L / patch_len tokens instead of L; the first L mod patch_len sessions are dropped so the last token ends at t.
-The last token's state feeds the head.
+The last token's state feeds the head. `cross_layers=k` (k > 0) adds k set-attention layers across the stocks
+of each date before it (as in deepq.models.lstm): the network then reads `(x, t)` and trains on whole dates.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from deepq.models.layers import SelfAttention, sinusoidal_encoding, zero_linear
+from deepq.models.layers import CrossStock, SelfAttention, sinusoidal_encoding, zero_linear
 
 
 class Block(nn.Module):
@@ -26,7 +27,7 @@ class Block(nn.Module):
 
 
 class TransformerNet(nn.Module):
-    inputs = ("x",)
+    inputs: tuple[str, ...] = ("x",)
 
     def __init__(
         self,
@@ -39,8 +40,12 @@ class TransformerNet(nn.Module):
         d_ff: int = 64,
         patch_len: int = 1,
         dropout: float = 0.0,
+        cross_layers: int = 0,
+        cross_heads: int = 4,
     ):
         super().__init__()
+        self.cross = CrossStock(d_model, cross_layers, cross_heads, dropout)
+        self.inputs = self.cross.inputs
         if patch_len < 1 or patch_len > lookback:
             raise ValueError(f"patch_len={patch_len} must be in [1, lookback={lookback}]")
         self.patch_len = patch_len
@@ -52,11 +57,11 @@ class TransformerNet(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.proj = zero_linear(d_model, n_outputs)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [B, L, F] -> raw head parameters [B, n_outputs]."""
+    def forward(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        """x: [B, L, F] (and t: [B] date rows with cross_layers) -> raw head parameters [B, n_outputs]."""
         B, _, F = x.shape
         tokens = x[:, self.skip :].reshape(B, self.n_tokens, self.patch_len * F)
         h = self.embed(tokens) + self.pos
         for block in self.blocks:
             h = block(h)
-        return self.proj(self.norm(h[:, -1]))
+        return self.proj(self.norm(self.cross(h[:, -1], t)))
