@@ -12,6 +12,10 @@ the sector as a native categorical feature.
 trained on `rank_levels` per-date relevance grades of the training target, predicting plain scores.
 `early_stopping_metric=rank_ic` stops any of the three on the validation slice's per-date rank IC against
 the realised raw return; `loss` stops on the library's own metric (MSE, or NDCG over whole dates when ranking).
+A noisy validation IC often peaks at the first tree or two, and a model of one or two trees gives most stocks of
+a date the same score (the degeneracy guard's ties). `min_trees` (LightGBM, XGBoost regression) keeps the best
+validation rank IC among tree counts >= min_trees instead: the trees past the library's best are trained
+anyway (early stopping waits `early_stopping_rounds` more), so this only changes which count predicts.
 """
 
 from __future__ import annotations
@@ -48,6 +52,15 @@ from deepq.dataset.folds import Fold
 Library = Literal["lightgbm", "xgboost", "catboost"]
 
 
+def best_at_least(history: Any, min_trees: int) -> int:
+    """Tree count with the best validation score among counts >= min_trees (history[i]: after i + 1 trees);
+    every tree trained when there are no more than min_trees."""
+    h = np.asarray(history, np.float64)
+    if len(h) <= min_trees:
+        return len(h)
+    return min_trees + int(np.nanargmax(h[min_trees - 1 :]))
+
+
 def quantile_names(levels: tuple[float, ...]) -> list[str]:
     return [f"q{round(q * 1000):03d}" for q in levels]  # 0.05 -> q050, 0.5 -> q500
 
@@ -69,6 +82,7 @@ class Boosted:
         seed: int = 0,
         objective: str | None = None,
         rank_levels: int = 20,
+        min_trees: int | None = None,
     ):
         if library not in ("lightgbm", "xgboost", "catboost"):
             raise ValueError(f"unknown boosting library {library!r}; use lightgbm, xgboost or catboost")
@@ -86,6 +100,17 @@ class Boosted:
             raise ValueError(f"{name}: rank_levels must be >= 2, got {rank_levels}")
         self.objective, self.rank_levels = objective, rank_levels
         self.early_stopping_metric = early_stopping_metric
+        if min_trees is not None and (
+            library == "catboost" or early_stopping_metric != "rank_ic" or objective
+        ):
+            raise ValueError(
+                f"{name}: min_trees applies to LightGBM or XGBoost regression stopped on rank_ic "
+                f"(early_stopping_metric=rank_ic, no objective); got {library}, {early_stopping_metric}, {objective}"
+            )
+        self.min_trees = min_trees
+        self.n_trees: int | None = (
+            None  # trees the current fold's model predicts with (None: the library's best)
+        )
         self.quantiles = tuple(sorted(quantiles)) if quantiles else None
         # XGBoost has no native categorical here without pandas frames: it sees no sector at all
         self.use_sector = use_sector and library != "xgboost"
@@ -290,6 +315,13 @@ class Boosted:
             cls = cb.CatBoostClassifier if kind in ("binary", "multiclass") else cb.CatBoostRegressor
         return [cls(**base).fit(pool, eval_set=vpool)]
 
+    def _predict_point(self, m: Any, x: np.ndarray) -> np.ndarray:
+        if self.n_trees is None:
+            return m.predict(x)
+        if self.library == "lightgbm":
+            return m.predict(x, num_iteration=self.n_trees)
+        return m.predict(x, iteration_range=(0, self.n_trees))
+
     @staticmethod
     def _cat_frame(x: np.ndarray, cat: list[int]) -> Any:
         import pandas as pd
@@ -339,6 +371,15 @@ class Boosted:
         if callable(getattr(m, "get_best_iteration", None)):
             best = m.get_best_iteration()
         self.best_iteration[fold.index] = int(best) if best is not None else -1
+        self.n_trees = None
+        if self.min_trees and kind == "regression":
+            history = (
+                m.evals_result_["valid_0"]["rank_ic"]
+                if self.library == "lightgbm"
+                else m.evals_result()["validation_0"]["rank_ic"]
+            )
+            self.n_trees = best_at_least(history, self.min_trees)
+            self.best_iteration[fold.index] = self.n_trees - 1
 
     def predict(self, data: PanelData, index: np.ndarray) -> Predictions:
         if not self.models:
@@ -367,6 +408,6 @@ class Boosted:
             "regression",
             "rank",
         ):  # a ranker's output is a plain score: only its order per date counts
-            return from_point(task, np.asarray(m.predict(x)).reshape(-1))
+            return from_point(task, np.asarray(self._predict_point(m, x)).reshape(-1))
         probs = np.asarray(m.predict_proba(x))
         return from_probs(task, probs[:, 1] if kind == "binary" else probs)
