@@ -1,0 +1,77 @@
+"""scripts/benchmark.py: the configurations it runs and Qlib's table it reads back from a real run."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from deepq.tasks.train import train
+from tests.conftest import compose_cfg
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
+
+
+def bench():
+    spec = importlib.util.spec_from_file_location("benchmark", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_before_is_raw_mse_and_after_the_cross_sectional_design():
+    b = bench()
+    args = argparse.Namespace(
+        first_test="2012-01-01",
+        threads=2,
+        max_folds=None,
+        trainer="cpu",
+        epochs=3,
+        samples=1000,
+        batch=256,
+        set=None,
+    )
+    boost_before = b.overrides("before", "lightgbm", "default", "next_open", 1, args)
+    assert {
+        "target=raw",
+        "model.plugin.early_stopping_metric=loss",
+        "task.execution=next_open",
+        "seed=1",
+    } <= set(boost_before)
+    assert {"split.train_years=10", "split.test_years=1", "split.first_test=2012-01-01"} <= set(boost_before)
+    net_after = b.overrides("after", "lstm", "alpha158", "next_close", 0, args)
+    assert {
+        "target=cs_rank",
+        "ranking=ic",
+        "datamodule.batching=date",
+        "early_stopping.monitor=val_rank_ic",
+    } <= set(net_after)
+    assert "features=alpha158" in net_after and "trainer=cpu" in net_after
+
+
+def test_the_table_reads_a_finished_run(tmp_path, capsys):
+    run = tmp_path / "after" / "lightgbm" / "default" / "next_close" / "seed0"
+    over = [
+        "debug=fdr", "model=lightgbm", "target=cs_rank", "model.plugin.early_stopping_metric=rank_ic",
+        "data.start=2016-01-01", "split.max_folds=1", "feature_cache_dir=null", "export=false",
+    ]  # fmt: skip
+    train(compose_cfg(run, over))
+    b = bench()
+    figs = b.run_figures(run)
+    by_model = {r["model"]: r for r in json.loads((run / "metrics.json").read_text())["by_model"]}
+    # the same convention as the run's own evaluation (ties at average rank, thin dates left out)
+    np.testing.assert_allclose(figs["rank_ic"], by_model["lightgbm"]["rank_ic"], atol=1e-9)
+    assert 0 < figs["distinct"] <= 1 and figs["dates"] > 100
+    books = pd.read_parquet(run / "portfolio_returns.parquet")
+    ls = books[(books["model"] == "lightgbm") & (books["portfolio"] == "ls_decile_daily")]["net"]
+    np.testing.assert_allclose(figs["ls_ann_return"], ls.mean() * 252)
+    assert figs["ls_mdd"] <= 0
+    assert b.table(argparse.Namespace(out=str(tmp_path))) == 0
+    out = capsys.readouterr().out
+    assert "| after | lightgbm | default | next_close | 1 |" in out
+    assert "deflated Sharpe over 1 configurations" in out and "rank IC by year" in out
