@@ -137,3 +137,34 @@ def test_short_gap_filled_and_marked_long_gap_left_missing(tmp_path, days):
     filled = got[got["filled"]].iloc[0]
     assert filled["date"] == bars("A", n=30)["date"][5] and filled["volume"] == 0
     assert rep.cleaning["A"]["long_gaps"] == [("2024-01-18", "2024-01-22", 3)]
+
+
+def test_an_update_keeps_rows_another_writer_added_while_it_ran(tmp_path, days):
+    """`deepq data update` reads, merges and writes a symbol under its lock (ParquetStore.merge): a row that a
+    second writer (another feed, a second update) appended after the update read the cache is not dropped."""
+    history = bars("A", n=30)
+    late = history.iloc[[25]].assign(close=12.5, open=12.5, high=12.5, low=12.5)  # the other writer's row
+
+    class Raced(ParquetStore):
+        armed = False
+
+        def read_symbol(self, symbol):
+            got = super().read_symbol(symbol)
+            if self.armed:  # the update has read the cache: the other process appends now
+                self.armed = False
+                ParquetStore(tmp_path / "c").append(symbol, late)
+            return got
+
+    store = Raced(tmp_path / "c")
+    Syncer(store, FallbackChain([Fake("ok", {"A": history.iloc[:20]})]), session_dates=days).download(["A"])
+    store.armed = True
+    sync = Syncer(store, FallbackChain([Fake("ok", {"A": history.iloc[15:25]})]), session_dates=days)
+    rep = sync.update(end="2024-03-01")
+    assert not store.armed and rep.status["A"] == "appended 5 rows from ok", rep.status
+    got = store.read_symbol("A")
+    real = got[~got["filled"]]
+    sessions = set(days)
+    want = [d for d in history["date"].iloc[:26] if np.datetime64(d.date(), "D") in sessions]  # no MLK day
+    assert list(real["date"]) == want  # the 20 cached, the 5 fetched, the late one
+    assert real.set_index("date").loc[late["date"].iloc[0], "close"] == 12.5
+    assert store.verify() == []

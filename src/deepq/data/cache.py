@@ -7,8 +7,8 @@
 
 Every file is written to a temp file in the same folder and renamed into place (deepq.utils.io), so a crash
 mid-write leaves the previous version readable. A symbol's file is written under its file lock, so two
-processes never write the same symbol at once; `append` reads, merges and writes under that lock, so two
-writers appending to one symbol both keep their rows. The manifest is read-modified-written under its own
+processes never write the same symbol at once; `merge` (and `append`, and `deepq data update` through it)
+reads, merges and writes under that lock, so two writers of one symbol both keep their rows. The manifest is read-modified-written under its own
 lock, and each entry is checked against the file it indexes (the file is the truth: a writer that lost the
 race to a newer file records the newer file). The manifest is an index: a crash between a file and its
 manifest entry leaves the entry one version behind, which `repair()` (or the next write) puts right, and
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -95,11 +95,27 @@ class ParquetStore:
         """Merge rows into the symbol's history (a date already cached takes the new row), all under the
         symbol's lock: concurrent appenders never drop each other's rows."""
         frame = to_cache_frame(frame, symbol=symbol, where=f"cache append {symbol}")
+
+        def merged(cached: pd.DataFrame | None) -> pd.DataFrame:
+            if cached is None:
+                return frame
+            return pd.concat([cached[~cached["date"].isin(frame["date"])], frame], ignore_index=True)
+
+        entry = self.merge(symbol, merged)
+        assert entry is not None
+        return entry
+
+    def merge(
+        self, symbol: str, make: Callable[[pd.DataFrame | None], pd.DataFrame | None]
+    ) -> ManifestEntry | None:
+        """Read, transform and write one symbol under its lock: `make(cached)` (None if not cached) returns the
+        symbol's new history, or None to leave it as it is. A concurrent writer of the symbol waits for the
+        lock, so a read-merge-write (an incremental update, an append) never drops the other's rows."""
         try:
             with self.lock(symbol):
-                cached = self.read_symbol(symbol)
-                if cached is not None:
-                    frame = pd.concat([cached[~cached["date"].isin(frame["date"])], frame], ignore_index=True)
+                frame = make(self.read_symbol(symbol))
+                if frame is None:
+                    return None
                 entry = self._put_file(symbol, frame)
         except Timeout:
             raise self._locked(symbol) from None

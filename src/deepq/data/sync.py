@@ -218,8 +218,33 @@ class Syncer:
         if new.empty:
             report.status[sym] = "up to date"
             return
-        merged = pd.concat([cached[~cached["filled"]], new], ignore_index=True)
-        self._write(sym, merged, report, f"appended {len(new)} rows from {res.source}")
+        merge = getattr(self.store, "merge", None)
+        if not callable(
+            merge
+        ):  # a store without a read-merge-write under a lock (PostgreSQL: its transaction)
+            merged = pd.concat([cached[~cached["filled"]], new], ignore_index=True)
+            self._write(sym, merged, report, f"appended {len(new)} rows from {res.source}")
+            return
+        added: list[int] = []
+
+        def with_new_rows(current: pd.DataFrame | None) -> pd.DataFrame | None:
+            # re-read under the symbol's lock: rows another writer added since `cached` was read stay
+            base = cached if current is None else current
+            rows = new[~new["date"].isin(base.loc[~base["filled"], "date"])]
+            if rows.empty:
+                return None
+            frame = self.prepare(sym, pd.concat([base[~base["filled"]], rows], ignore_index=True), report)
+            if frame.empty:
+                raise DataError(f"symbol {sym}: no rows left after cleaning the update")
+            added.append(len(rows))
+            return frame
+
+        entry = merge(sym, with_new_rows)
+        if entry is None:
+            report.status[sym] = "up to date"
+            return
+        report.rows_written += entry.rows
+        report.status[sym] = f"appended {added[0]} rows from {res.source}"
 
     # ---- import
     def import_local(
