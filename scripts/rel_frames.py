@@ -269,21 +269,21 @@ class Importer:
     """`deepq data import`'s path with the real configuration, into a fresh cache per frame."""
 
     def __init__(self, workdir: Path):
-        from deepq.tasks.data import load_config, store_and_sessions
+        from deepq.tasks.data import load_config, store_and_sessions, syncer
 
         self.workdir = workdir
-        self.cfg = load_config([f"data.root={workdir / 'cache0'}"])
-        _, self.days = store_and_sessions(self.cfg)  # the XNYS calendar, memoised once
+        cfg = load_config([f"data.root={workdir / 'cache0'}"])
+        store, days = store_and_sessions(cfg)  # the XNYS calendar, memoised once
+        self.syncer = syncer(cfg, store, days, None)  # its policies read once; the store is set per frame
 
     def __call__(self, path: Path, n: int) -> Panel:
         from deepq.data.cache import ParquetStore
-        from deepq.tasks.data import syncer
 
         root = self.workdir / f"cache{n}"
         shutil.rmtree(root, ignore_errors=True)
-        store = ParquetStore(root)
+        self.syncer.store = ParquetStore(root)
         try:
-            syncer(self.cfg, store, self.days, None).import_local(LocalSource(path))
+            self.syncer.import_local(LocalSource(path))
             return load_cache_panel(root)
         finally:
             shutil.rmtree(root, ignore_errors=True)
