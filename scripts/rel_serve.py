@@ -37,12 +37,13 @@ if str(HERE) not in sys.path:
 from bench_serve import RawClient, free_port  # noqa: E402
 
 KEY = "rel-serve-key"
+TRAIN_START = "2012-01-01"
 REQUESTS = {"small": 300, "full": 10_000}
 START_TIMEOUT_S = 240.0
 # the fdr run of tests/serve/fdr.py: a slice of the sample, a 20-session window, 8 hidden units
 TRAIN_OVERRIDES = [
     "debug=fdr",
-    "data.start=2012-01-01",
+    f"data.start={TRAIN_START}",
     "data.symbols=[AAPL,JPM,XOM,JNJ,WMT,GE,NEE,AMT,NFLX,SPY,'^GSPC']",
     "datamodule.lookback=20",
     "model.hidden_size=8",
@@ -61,6 +62,7 @@ class Served:
     lookback: int
     n_features: int
     ref: str  # the served version, 'name:version'
+    first: str  # the served panel's first session
 
 
 @dataclass(frozen=True)
@@ -125,8 +127,9 @@ def describe(port: int) -> Served:
             raise RuntimeError(f"GET /v1/models: {status} {body[:200]!r}")
         info = json.loads(body)["models"][0]
         last = str(info["data_as_of"])
-        days = pd.to_datetime(pd.read_parquet(ROOT / "data" / "sample" / "nyse_sessions.parquet")["date"])
-        days = days[(days <= pd.Timestamp(last)) & (days >= pd.Timestamp(last) - pd.Timedelta(days=400))]
+        days0 = pd.to_datetime(pd.read_parquet(ROOT / "data" / "sample" / "nyse_sessions.parquet")["date"])
+        days0 = days0[days0 >= pd.Timestamp(TRAIN_START)]
+        days = days0[(days0 <= pd.Timestamp(last)) & (days0 >= pd.Timestamp(last) - pd.Timedelta(days=400))]
         ok = []
         for day in days.iloc[:: max(1, len(days) // 40)].dt.strftime("%Y-%m-%d"):
             status, body = c.send(c.encode("POST", "/v1/predict", {"symbols": SYMBOLS, "as_of": day}))
@@ -134,7 +137,8 @@ def describe(port: int) -> Served:
                 ok.append(day)
     if not ok:
         raise RuntimeError("no past session with a usable window for every symbol")
-    return Served(SYMBOLS, last, ok, int(info["lookback"]), len(info["features"]), str(info["ref"]))
+    first = str(days0.iloc[0].date())
+    return Served(SYMBOLS, last, ok, int(info["lookback"]), len(info["features"]), str(info["ref"]), first)
 
 
 # ---- the requests -----------------------------------------------------------------------------------------
@@ -217,6 +221,22 @@ def kinds() -> list[Kind]:
             15,
             lambda r, s: post(
                 {"symbols": r.sample(s.symbols, r.randint(1, len(s.symbols))), "as_of": r.choice(s.sessions)}
+            ),
+        ),
+        Kind(
+            "predict: no usable window (a reason)",
+            True,
+            2,
+            lambda r, s: post(
+                r.choice(
+                    [
+                        {
+                            "symbols": ["SPY", "^GSPC"],
+                            "as_of": s.last,
+                        },  # in the panel, not traded by the model
+                        {"symbols": [r.choice(s.symbols)], "as_of": s.first},  # no history before it
+                    ]
+                )
             ),
         ),
         Kind(
