@@ -11,7 +11,8 @@ through both entry points that read such files:
 - panel: `load_panel(file)` (what `data=sample`-style configs read).
 
 Per entry point a frame is *accepted* (no exception; then the panel must be sane: dates sorted and unique,
-symbols non-empty strings, prices finite and > 0 or NaN, volume finite and >= 0 or NaN), *refused* (a deepq
+only days the file holds, symbols non-empty printable strings, prices finite and > 0 or NaN, volume finite
+and >= 0 or NaN), *refused* (a deepq
 `DataError` / deepq `ValueError` subclass whose message names the symbol and the field), or *unhandled*
 (any other exception, a refusal that does not name the symbol or the field, or an accepted panel that is
 not sane). A frame-wide malformation (a missing column, an empty frame) has no one symbol: its refusal must
@@ -211,8 +212,8 @@ def dates_as_text(data: st.DataObject, base: pd.DataFrame) -> Case:
         text.loc[rows] = data.draw(st.sampled_from(["not a date", "", "yesterday", "0", "NaT?"]))
     elif style == "2019-13-45":
         text.loc[rows] = "2019-13-45"
-    else:
-        text = df["date"].dt.strftime(style).astype(object)
+    else:  # every date in another format: frame-wide (a refusal names whichever symbol comes first)
+        text, sym = df["date"].dt.strftime(style).astype(object), None
     df["date"] = text
     return Case(df, "date", sym, fmt(data))
 
