@@ -131,12 +131,12 @@ def parse_dates(values: pd.Series, where: str = "prices", symbols: pd.Series | N
                 )  # several zones: each one's local day
     if getattr(col.dt, "tz", None) is not None:
         col = col.dt.tz_localize(None)
-    missing = col.isna().to_numpy()
+    days = col.to_numpy(dtype="datetime64[ns]")
+    missing = np.isnat(days)
     if missing.any():
         raise fail(int(np.flatnonzero(missing)[0]), "is empty", int(missing.sum()))
-    years = col.dt.year.to_numpy()
     last = pd.Timestamp.now().year + 1
-    wrong = (years < FIRST_YEAR) | (years > last)
+    wrong = (days < np.datetime64(f"{FIRST_YEAR}-01-01")) | (days >= np.datetime64(f"{last + 1}-01-01"))
     if wrong.any():
         why = f"is out of range (years {FIRST_YEAR}-{last})"
         raise fail(int(np.flatnonzero(wrong)[0]), why, int(wrong.sum()))
@@ -184,8 +184,9 @@ def validate_prices(df: pd.DataFrame, where: str = "prices") -> pd.DataFrame:
                     f"(symbol {row['symbol']}, date {row['date']}, value {row[col]!r})"
                 )
             df = df.assign(**{col: as_numbers.astype("float64")})
-    for col in PRICE_FIELDS:
-        inf = np.isinf(df[col].to_numpy(dtype=np.float64))
+    values = {col: df[col].to_numpy(dtype=np.float64, na_value=np.nan) for col in PRICE_FIELDS}
+    for col, v in values.items():
+        inf = np.isinf(v)
         if inf.any():
             row = df[inf].iloc[0]
             raise DataError(
@@ -193,16 +194,16 @@ def validate_prices(df: pd.DataFrame, where: str = "prices") -> pd.DataFrame:
                 f"({int(inf.sum())} such rows)"
             )
     for col in ("open", "high", "low", "close"):
-        bad = df[df[col] <= 0]
-        if len(bad):
-            row = bad.iloc[0]
+        nonpos = values[col] <= 0
+        if nonpos.any():
+            row = df[nonpos].iloc[0]
             raise DataError(
                 f"{where}: non-positive {col} {row[col]} for symbol {row['symbol']} on {row['date']} "
-                f"({len(bad)} such rows)"
+                f"({int(nonpos.sum())} such rows)"
             )
-    bad = df[df["volume"] < 0]
-    if len(bad):
-        row = bad.iloc[0]
+    negative = values["volume"] < 0
+    if negative.any():
+        row = df[negative].iloc[0]
         raise DataError(f"{where}: negative volume for symbol {row['symbol']} on {row['date']}")
     dup = df.duplicated(["symbol", "date"], keep=False)
     if dup.any():
