@@ -20,7 +20,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from deepq.data.panel import DataError, validate_prices
+from deepq.data.panel import DataError, parse_dates, validate_prices
 
 FLOAT_COLUMNS = ("open", "high", "low", "close", "adj_close", "dividend", "split")
 CACHE_COLUMNS = (
@@ -64,8 +64,8 @@ def to_cache_frame(
         df["symbol"] = symbol
     if "date" not in df.columns:
         raise DataError(f"{where}: no 'date' column (symbol {symbol or '?'})")
-    df["date"] = _dates(df["date"], symbol, where)
-    validate_prices(df, where=where)
+    df["date"] = _dates(df["date"], symbol, where, df.get("symbol"))
+    df = validate_prices(df, where=where)
     if "adj_close" not in df.columns:
         df["adj_close"] = df["close"]
     df["adj_close"] = df["adj_close"].fillna(df["close"])
@@ -94,15 +94,11 @@ def to_cache_frame(
     return df[list(CACHE_COLUMNS)].sort_values(["symbol", "date"]).reset_index(drop=True)
 
 
-def _dates(col: pd.Series, symbol: str | None, where: str) -> pd.Series:
-    """datetime64[ns], tz-naive, midnight; fast when the column already is one."""
-    if not pd.api.types.is_datetime64_any_dtype(col):
-        try:
-            col = pd.to_datetime(col, cache=False)
-        except (ValueError, TypeError) as e:
-            raise DataError(f"{where}: field 'date' is not a date for symbol {symbol or '?'} ({e})") from None
-    if getattr(col.dt, "tz", None) is not None:
-        col = col.dt.tz_convert(None)
+def _dates(col: pd.Series, symbol: str | None, where: str, symbols: pd.Series | None = None) -> pd.Series:
+    """datetime64[ns], tz-naive, midnight (an aware date keeps its local day); fast when the column already
+    is one. DataError naming the symbol, field 'date' and value of the first that is not a date (or is
+    missing, or out of range)."""
+    col = parse_dates(col, where, symbols if symbols is not None else pd.Series(symbol or "?", col.index))
     values = col.to_numpy().astype("datetime64[D]").astype("datetime64[ns]")
     return pd.Series(values, index=col.index)
 

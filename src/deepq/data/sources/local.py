@@ -14,13 +14,13 @@ from pathlib import Path
 import pandas as pd
 
 from deepq.data.http import NotFound, SourceError
-from deepq.data.panel import DataError
+from deepq.data.panel import DataError, check_symbols, parse_dates, read_price_file
 from deepq.data.sources.base import clip_dates
 
 
 def _read(path: Path, symbols: Sequence[str] | None = None) -> pd.DataFrame:
     if path.suffix == ".csv":
-        df = pd.read_csv(path)
+        df = read_price_file(path)
         if symbols is not None and "symbol" in df.columns:
             df = df[df["symbol"].isin(list(symbols))]
     else:
@@ -63,7 +63,8 @@ class LocalSource:
                 raise DataError(f"{where}: no 'symbol' column")
             df = df.assign(symbol=symbol)
         df = df.copy()
-        df["date"] = pd.to_datetime(df["date"])
+        check_symbols(df, str(where))  # before grouping by it: a missing symbol would drop its rows
+        df["date"] = parse_dates(df["date"], str(where), df["symbol"])
         src = df["source"].astype(str) if "source" in df.columns else pd.Series("file", index=df.index)
         df["source"] = ("local:" + src) if self.mark_source else src
         return df
