@@ -224,33 +224,32 @@ def rank_table():
 @pytest.mark.parametrize("library", ["lightgbm", "xgboost"])
 def test_min_trees_keeps_the_best_validation_rank_ic_among_enough_trees(setup, library):
     """A noisy validation IC that peaks at tree 1 or 2 would leave a model that ties most stocks: min_trees
-    picks the best count at or past the floor, from the curve the library logged, and predicts with it."""
-    from deepq.baselines.boosting import best_at_least
-
-    assert best_at_least([0.3, 0.1, 0.2, 0.15], 2) == 3 and best_at_least([0.3, 0.1], 5) == 2
+    picks the best count at or past the floor (from the curve the library logged) and predicts with that
+    many trees, which the model keeps."""
     data, fold = setup
     kw = dict(
-        library=library, n_estimators=120, early_stopping_rounds=40, early_stopping_metric="rank_ic",
+        library=library, n_estimators=120, early_stopping_rounds=20, early_stopping_metric="rank_ic",
         learning_rate=0.1, n_jobs=1,
     )  # fmt: skip
-    floor = Boosted("m", min_trees=30, **kw)
-    floor.fit(data, fold)
-    m = floor.models[0]
-    logged = np.asarray(
-        m.evals_result_["valid_0"]["rank_ic"]
-        if library == "lightgbm"
-        else m.evals_result()["validation_0"]["rank_ic"]
-    )
-    n = floor.n_trees
-    assert n is not None and n >= 30 and n <= len(logged)
-    assert logged[n - 1] == logged[29:].max() and floor.best_iteration[fold.index] == n - 1
-    vidx = val_rows(data, fold)
-    xv = floor.design(data, vidx)
-    want = m.predict(xv, num_iteration=n) if library == "lightgbm" else m.predict(xv, iteration_range=(0, n))
-    np.testing.assert_allclose(floor.predict(data, vidx).score, want)
     plain = Boosted("m", **kw)
     plain.fit(data, fold)
-    assert plain.n_trees is None  # without the floor: the library's own best, as before
+    floor = Boosted("m", min_trees=int(plain.best_iteration[fold.index]) + 25, **kw)  # past the plain best
+    floor.fit(data, fold)
+    m = floor.models[0]
+    if library == "lightgbm":
+        logged = np.asarray(m.evals_result_["valid_0"]["rank_ic"])
+        n = m.best_iteration_
+        assert m.booster_.num_trees() == n  # LightGBM keeps the trees up to its best iteration
+    else:
+        logged = np.asarray(m.evals_result()["validation_0"]["rank_ic"])
+        n = m.best_iteration + 1
+    assert n >= floor.min_trees and len(logged) == min(120, n + 20)  # patience counted from the floor's best
+    assert logged[n - 1] == logged[floor.min_trees - 1 :].max()  # the best at or past the floor
+    vidx = val_rows(data, fold)
+    xv = floor.design(data, vidx)
+    trees = {"num_iteration": n} if library == "lightgbm" else {"iteration_range": (0, n)}
+    np.testing.assert_allclose(floor.predict(data, vidx).score, m.predict(xv, **trees))
+    assert not np.allclose(floor.predict(data, vidx).score, plain.predict(data, vidx).score)
     with pytest.raises(ValueError, match="min_trees applies"):
         Boosted("m", library="catboost", early_stopping_metric="rank_ic", min_trees=20)
     with pytest.raises(ValueError, match="min_trees applies"):

@@ -14,8 +14,9 @@ trained on `rank_levels` per-date relevance grades of the training target, predi
 the realised raw return; `loss` stops on the library's own metric (MSE, or NDCG over whole dates when ranking).
 A noisy validation IC often peaks at the first tree or two, and a model of one or two trees gives most stocks of
 a date the same score (the degeneracy guard's ties). `min_trees` (LightGBM, XGBoost regression) keeps the best
-validation rank IC among tree counts >= min_trees instead: the trees past the library's best are trained
-anyway (early stopping waits `early_stopping_rounds` more), so this only changes which count predicts.
+validation rank IC among tree counts >= min_trees instead, with `early_stopping_rounds` of patience counted from
+there (`floor_early_stopping`: a callback in each library's own early-stopping protocol, so the model keeps and
+predicts with that best iteration as it would with the library's own).
 """
 
 from __future__ import annotations
@@ -52,13 +53,43 @@ from deepq.dataset.folds import Fold
 Library = Literal["lightgbm", "xgboost", "catboost"]
 
 
-def best_at_least(history: Any, min_trees: int) -> int:
-    """Tree count with the best validation score among counts >= min_trees (history[i]: after i + 1 trees);
-    every tree trained when there are no more than min_trees."""
-    h = np.asarray(history, np.float64)
-    if len(h) <= min_trees:
-        return len(h)
-    return min_trees + int(np.nanargmax(h[min_trees - 1 :]))
+def floor_early_stopping(library: str, rounds: int, min_trees: int, metric: str = "rank_ic") -> Any:
+    """Early stopping on the validation `metric` (higher is better) whose best iteration has at least
+    `min_trees` trees, waiting `rounds` iterations without a gain: a LightGBM callback or an XGBoost
+    TrainingCallback, each ending training as the library's own early stopping does."""
+    best: dict[str, Any] = {"score": -np.inf, "iteration": -1, "results": None}
+
+    def seen(iteration: int, score: float) -> bool:
+        """Record the iteration's score; True once `rounds` iterations passed without a gain."""
+        if iteration + 1 >= min_trees and (score > best["score"] or best["iteration"] < 0):
+            best.update(score=score, iteration=iteration)
+        return best["iteration"] >= 0 and iteration - best["iteration"] >= rounds
+
+    if library == "lightgbm":
+        import lightgbm as lgb
+
+        def callback(env: Any) -> None:
+            stop = seen(env.iteration, next(r[2] for r in env.evaluation_result_list if r[1] == metric))
+            if best["iteration"] == env.iteration:
+                best["results"] = env.evaluation_result_list
+            if (stop or env.iteration == env.end_iteration - 1) and best["results"] is not None:
+                raise lgb.callback.EarlyStopException(best["iteration"], best["results"])
+
+        callback.order = 30  # type: ignore[attr-defined]  # where lgb.early_stopping runs
+        return callback
+
+    import xgboost as xgb
+
+    class FloorStopping(xgb.callback.TrainingCallback):
+        def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+            return seen(epoch, float(list(evals_log.values())[-1][metric][-1]))
+
+        def after_training(self, model: Any) -> Any:
+            if best["iteration"] >= 0:  # else every tree predicts (fewer trained than min_trees)
+                model.set_attr(best_iteration=str(best["iteration"]), best_score=str(best["score"]))
+            return model
+
+    return FloorStopping()
 
 
 def quantile_names(levels: tuple[float, ...]) -> list[str]:
@@ -108,9 +139,6 @@ class Boosted:
                 f"(early_stopping_metric=rank_ic, no objective); got {library}, {early_stopping_metric}, {objective}"
             )
         self.min_trees = min_trees
-        self.n_trees: int | None = (
-            None  # trees the current fold's model predicts with (None: the library's best)
-        )
         self.quantiles = tuple(sorted(quantiles)) if quantiles else None
         # XGBoost has no native categorical here without pandas frames: it sees no sector at all
         self.use_sector = use_sector and library != "xgboost"
@@ -185,7 +213,11 @@ class Boosted:
             | ranking
             | self.params
         )
-        callbacks = [lgb.early_stopping(self.early_stopping_rounds, verbose=False)]
+        callbacks = [
+            floor_early_stopping("lightgbm", self.early_stopping_rounds, self.min_trees)
+            if self.min_trees and val_ic is not None and kind == "regression"
+            else lgb.early_stopping(self.early_stopping_rounds, verbose=False)
+        ]
         fit_kw: dict[str, Any] = {
             "eval_X": (xv,),
             "eval_y": (yv,),
@@ -248,8 +280,12 @@ class Boosted:
             base["eval_metric"] = one_date_rank_ic if kind == "rank" else XGBRankIC(*val_ic)
             base["disable_default_eval_metric"] = True  # NDCG would refuse the raw returns as labels
             base["early_stopping_rounds"] = None
-            stop = xgb.callback.EarlyStopping(
-                rounds=self.early_stopping_rounds, metric_name="rank_ic", maximize=True, save_best=False
+            stop = (
+                floor_early_stopping("xgboost", self.early_stopping_rounds, self.min_trees)
+                if self.min_trees and kind == "regression"
+                else xgb.callback.EarlyStopping(
+                    rounds=self.early_stopping_rounds, metric_name="rank_ic", maximize=True, save_best=False
+                )
             )
             base["callbacks"] = [stop]
         if kind == "rank":
@@ -315,13 +351,6 @@ class Boosted:
             cls = cb.CatBoostClassifier if kind in ("binary", "multiclass") else cb.CatBoostRegressor
         return [cls(**base).fit(pool, eval_set=vpool)]
 
-    def _predict_point(self, m: Any, x: np.ndarray) -> np.ndarray:
-        if self.n_trees is None:
-            return m.predict(x)
-        if self.library == "lightgbm":
-            return m.predict(x, num_iteration=self.n_trees)
-        return m.predict(x, iteration_range=(0, self.n_trees))
-
     @staticmethod
     def _cat_frame(x: np.ndarray, cat: list[int]) -> Any:
         import pandas as pd
@@ -371,15 +400,6 @@ class Boosted:
         if callable(getattr(m, "get_best_iteration", None)):
             best = m.get_best_iteration()
         self.best_iteration[fold.index] = int(best) if best is not None else -1
-        self.n_trees = None
-        if self.min_trees and kind == "regression":
-            history = (
-                m.evals_result_["valid_0"]["rank_ic"]
-                if self.library == "lightgbm"
-                else m.evals_result()["validation_0"]["rank_ic"]
-            )
-            self.n_trees = best_at_least(history, self.min_trees)
-            self.best_iteration[fold.index] = self.n_trees - 1
 
     def predict(self, data: PanelData, index: np.ndarray) -> Predictions:
         if not self.models:
@@ -408,6 +428,6 @@ class Boosted:
             "regression",
             "rank",
         ):  # a ranker's output is a plain score: only its order per date counts
-            return from_point(task, np.asarray(self._predict_point(m, x)).reshape(-1))
+            return from_point(task, np.asarray(m.predict(x)).reshape(-1))
         probs = np.asarray(m.predict_proba(x))
         return from_probs(task, probs[:, 1] if kind == "binary" else probs)
