@@ -83,6 +83,7 @@ def test_two_point_multirun_sweep(tmp_path):
         "-m",
         "model.hidden_size=8,16",
         "debug=fdr",
+        "data.start=2016-01-01",  # the sweep machinery is under test, not the data volume
         "split.max_folds=1",
         "export=false",
         f"hydra.sweep.dir={tmp_path}",

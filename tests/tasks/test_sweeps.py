@@ -20,6 +20,7 @@ def test_two_trial_optuna_sweep_completes(tmp_path):
         "hparams_search=optuna",
         "hydra.sweeper.n_trials=2",
         "debug=fdr",
+        "data.start=2016-01-01",  # the sweep machinery is under test, not the data volume
         "split.max_folds=2",
         "export=false",
         f"hydra.sweep.dir={tmp_path}",
