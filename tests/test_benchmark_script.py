@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from deepq.tasks.train import train
 from tests.conftest import compose_cfg
@@ -67,6 +68,13 @@ def test_the_table_reads_a_finished_run(tmp_path, capsys):
     # the same convention as the run's own evaluation (ties at average rank, thin dates left out)
     np.testing.assert_allclose(figs["rank_ic"], by_model["lightgbm"]["rank_ic"], atol=1e-9)
     assert 0 < figs["distinct"] <= 1 and figs["dates"] > 100
+    oof = (
+        pd.read_parquet(run / "predictions.parquet")
+        .query("model == 'lightgbm'")
+        .dropna(subset=["score", "y_ret"])
+    )
+    share = oof.groupby("date")["score"].agg(lambda v: v.nunique() / len(v))
+    assert figs["distinct95"] == pytest.approx(float((share >= 0.95).mean()))
     books = pd.read_parquet(run / "portfolio_returns.parquet")
     ls = books[(books["model"] == "lightgbm") & (books["portfolio"] == "ls_decile_daily")]["net"]
     np.testing.assert_allclose(figs["ls_ann_return"], ls.mean() * 252)
