@@ -20,8 +20,8 @@ IC loss (`ranking=ic`). Rank boosters (`*_rank`) keep their ranking objective.
 `table` reads every finished configuration: per date, Pearson IC and rank IC of the score against the realised
 raw return (ties at average rank, an all-tied date counts 0; deepq.dataset.crosssection), their mean and ICIR
 (mean / std over dates), rank IC t (iid over dates: each date one observation, i.e. clustered by date), the
-median share of distinct scores per date and the share of dates with >= 95 % distinct scores (a median
-hides a fold that stopped at a handful of trees); for the daily decile long-short, the 5-day buffered decile
+degeneracy guard's median share of distinct scores per date and share of dates with >= 95 % distinct scores
+(a median hides a fold that stopped at a handful of trees; dates of >= 5 names, deepq.evaluation.degeneracy); for the daily decile long-short, the 5-day buffered decile
 long-short and the top-20 book, after 5 bps per side: annualised mean net return (x252), information ratio
 (annualised mean / std; the top-k book against SPY) and max drawdown of the summed returns, as Qlib reports
 them. Then rank IC by year and the deflated Sharpe of the best buffered long-short over all configurations.
@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from deepq.dataset.crosssection import DateGroups, daily_ic_of  # noqa: E402
+from deepq.evaluation.degeneracy import DegeneracySpec, degeneracy  # noqa: E402
 from deepq.evaluation.stats import deflated_sharpe_ratio  # noqa: E402
 
 NETWORKS = {"lstm", "transformer", "tft", "deepar", "master"}
@@ -163,7 +164,7 @@ def run_figures(run: Path) -> dict[str, object]:
     ric = daily_ic_of(groups, score, y, "spearman")
     day = pd.DatetimeIndex(groups.keys)
     rank_ic = pd.Series(ric.ic, index=day).dropna()
-    distinct = oof.groupby("date")["score"].agg(lambda s: s.nunique() / len(s))
+    guard = degeneracy(model, dates, score, DegeneracySpec())  # the run's own guard, on the scored dates
     fig: dict[str, object] = {
         "ic": float(np.nanmean(ic)),
         "icir": float(np.nanmean(ic) / np.nanstd(ic, ddof=1)),
@@ -171,9 +172,8 @@ def run_figures(run: Path) -> dict[str, object]:
         "rank_icir": float(rank_ic.mean() / rank_ic.std(ddof=1)),
         "rank_ic_t": float(rank_ic.mean() / rank_ic.std(ddof=1) * np.sqrt(len(rank_ic))),
         "tied_dates": int(ric.n_tied),
-        "distinct": float(distinct.median()),
-        # the bar is per date: a median hides folds that stopped at a handful of trees
-        "distinct95": float((distinct >= 0.95).mean()),
+        "distinct": guard.distinct_share if guard else float("nan"),
+        "distinct95": guard.distinct95_share if guard else float("nan"),
         "dates": len(rank_ic),
         "first": str(day.min().date()),
         "last": str(day.max().date()),

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from deepq.dataset.targets import MIN_NAMES
 from deepq.tasks.train import train
 from tests.conftest import compose_cfg
 
@@ -73,8 +74,10 @@ def test_the_table_reads_a_finished_run(tmp_path, capsys):
         .query("model == 'lightgbm'")
         .dropna(subset=["score", "y_ret"])
     )
-    share = oof.groupby("date")["score"].agg(lambda v: v.nunique() / len(v))
+    per = oof.groupby("date")["score"].agg(["nunique", "size"])
+    share = (per["nunique"] / per["size"])[per["size"] >= MIN_NAMES]  # the guard's dates: a cross-section
     assert figs["distinct95"] == pytest.approx(float((share >= 0.95).mean()))
+    assert figs["distinct"] == pytest.approx(float(share.median()))
     books = pd.read_parquet(run / "portfolio_returns.parquet")
     ls = books[(books["model"] == "lightgbm") & (books["portfolio"] == "ls_decile_daily")]["net"]
     np.testing.assert_allclose(figs["ls_ann_return"], ls.mean() * 252)

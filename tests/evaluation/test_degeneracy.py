@@ -40,6 +40,7 @@ def test_guard_flags_a_market_mean_and_passes_real_rankings(oof):
         assert g.loc[real, "distinct_share"] > 0.95 and g.loc[real, "dispersion_ratio"] > 1.0
     tied = g.loc["market_mean"]
     assert tied["degenerate"] and tied["distinct_share"] < 0.05 and tied["tied_date_share"] == 1.0
+    assert tied["distinct95_share"] == 0.0 and g.loc["market_mean_jitter", "distinct95_share"] == 1.0
     assert tied["dispersion_ratio"] < 1e-6 and "distinct scores" in tied["reasons"]
     # every score distinct, but the cross-section is a millionth of the market's move: the ratio catches it
     jitter = g.loc["market_mean_jitter"]
@@ -54,6 +55,7 @@ def test_figures_match_their_definitions(oof):
     by = g.groupby("date")["score"]
     assert d.distinct_share == pytest.approx((by.nunique() / by.size()).median())
     assert d.dispersion_ratio == pytest.approx(by.std(ddof=0).mean() / by.mean().std(ddof=0))
+    assert d.distinct95_share == pytest.approx(((by.nunique() / by.size()) >= 0.95).mean())
     # thresholds are the configuration's: a strict enough one flags even momentum
     strict = degeneracy("m", g["date"].to_numpy(), g["score"].to_numpy(), DegeneracySpec(0.5, 10.0))
     assert strict is not None and strict.flagged and not d.flagged

@@ -5,7 +5,8 @@ same score; its aggregate metrics can still look plausible (an IC over ties is 0
 figures per model catch it, on the `score` column of the OOF frame (the ranking score of every task: the
 return forecast, P(up), the signal score, the log-vol forecast):
 - distinct share: per date, distinct scores / scored names; the median over dates (and the share of dates
-  whose scores are all tied);
+  whose scores are all tied, and the share with >= 95 % distinct, the cross-sectional issue's per-date bar:
+  a median hides a few folds that stopped at a handful of trees);
 - dispersion ratio: the cross-sectional std of scores (mean over dates) over the time-series std of the
   daily mean score. A model whose scores move with the market and barely across stocks has a ratio near 0
   even when float noise makes every score distinct.
@@ -22,6 +23,8 @@ import numpy as np
 import pandas as pd
 
 from deepq.dataset.targets import MIN_NAMES
+
+FULLY_DISTINCT = 0.95  # a date whose scores are at least this share distinct tells (nearly) every stock apart
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class Degeneracy:
     dates: int  # dates with at least MIN_NAMES scored names
     distinct_share: float
     tied_date_share: float
+    distinct95_share: float  # dates with >= FULLY_DISTINCT distinct scores (reported; it does not flag)
     cs_std: float
     ts_std: float
     dispersion_ratio: float
@@ -61,6 +65,7 @@ class Degeneracy:
             "dates": self.dates,
             "distinct_share": self.distinct_share,
             "tied_date_share": self.tied_date_share,
+            "distinct95_share": self.distinct95_share,
             "cs_std": self.cs_std,
             "ts_std": self.ts_std,
             "dispersion_ratio": self.dispersion_ratio,
@@ -80,8 +85,10 @@ def degeneracy(model: str, dates: np.ndarray, score: np.ndarray, spec: Degenerac
     per = per[per["n"] >= MIN_NAMES]  # fewer names is no cross-section (the rank IC leaves them out too)
     if per.empty:
         return None
-    share = float((per["distinct"] / per["n"]).median())
+    per_date = per["distinct"] / per["n"]
+    share = float(per_date.median())
     tied = float((per["distinct"] == 1).mean())
+    full = float((per_date >= FULLY_DISTINCT).mean())
     cs, ts = float(per["std"].mean()), float(per["mean"].std(ddof=0))
     # a constant daily mean (a per-stock constant score) has no time-series variation: nothing to flag
     ratio = cs / ts if ts > 0 else (float("inf") if cs > 0 else float("nan"))
@@ -95,7 +102,7 @@ def degeneracy(model: str, dates: np.ndarray, score: np.ndarray, spec: Degenerac
         reasons.append(
             f"cross-sectional / time-series dispersion {ratio:.3g} (minimum {spec.min_dispersion_ratio:.3g})"
         )
-    return Degeneracy(model, len(per), share, tied, cs, ts, ratio, bool(reasons), tuple(reasons))
+    return Degeneracy(model, len(per), share, tied, full, cs, ts, ratio, bool(reasons), tuple(reasons))
 
 
 def degeneracy_table(oof: pd.DataFrame, spec: DegeneracySpec | None = None) -> pd.DataFrame:

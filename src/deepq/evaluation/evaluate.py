@@ -326,7 +326,14 @@ def evaluate_run(oof: pd.DataFrame, data: PanelData, options: EvalOptions | None
     summary = pd.DataFrame(summary_rows)
     guard = degeneracy_table(oof, opt.degeneracy)
     if len(guard) and len(summary):  # the guard's figures beside each model's metrics (compare reads them)
-        cols = ["model", "distinct_share", "tied_date_share", "dispersion_ratio", "degenerate"]
+        cols = [
+            "model",
+            "distinct_share",
+            "tied_date_share",
+            "distinct95_share",
+            "dispersion_ratio",
+            "degenerate",
+        ]
         summary = summary.merge(guard[cols], on="model", how="left")
     portfolios = pd.DataFrame(port_rows)
     daily = pd.concat(daily_frames, ignore_index=True) if daily_frames else pd.DataFrame()
