@@ -15,7 +15,8 @@ killed run resumes. `--trainer gpu` runs the networks on CUDA; `--samples/--epoc
 Rows: `before` is deepq's previous returns configuration (raw next-day return, MSE, early stopping on
 validation MSE, random-window batches); `after` is the cross-sectional design: the per-date Gaussian-rank target
 (`target=cs_rank`), early stopping on validation rank IC, and for networks whole-date batches with the per-date
-IC loss (`ranking=ic`). Rank boosters (`*_rank`) keep their ranking objective.
+IC loss (`ranking=ic`). Rank boosters (`*_rank`) keep their ranking objective; `booster_blend` (the three
+boosters, each stopped on rank IC with a 50-tree floor, averaged as per-date ranks) has only an `after` row.
 
 `table` reads every finished configuration: per date, Pearson IC and rank IC of the score against the realised
 raw return (ties at average rank, an all-tied date counts 0; deepq.dataset.crosssection), their mean and ICIR
@@ -49,6 +50,7 @@ from deepq.evaluation.degeneracy import DegeneracySpec, degeneracy  # noqa: E402
 from deepq.evaluation.stats import deflated_sharpe_ratio  # noqa: E402
 
 NETWORKS = {"lstm", "transformer", "tft", "deepar", "master"}
+BLENDS = {"booster_blend"}  # stacks of already cross-sectional members: no raw-MSE "before" row
 BOOKS = {"ls": "ls_decile_daily", "ls5b": "ls_decile_5d_buffered", "top20": "top20_5d"}
 
 
@@ -88,7 +90,7 @@ def overrides(
         if network:
             over += ["ranking=ic", "datamodule.batching=date", "early_stopping.monitor=val_rank_ic"]
             over += ["early_stopping.mode=max"]
-        else:
+        elif model not in BLENDS:  # a blend's members already stop on rank IC (conf/model/booster_blend.yaml)
             over += ["model.plugin.early_stopping_metric=rank_ic"]
     else:
         raise ValueError(f"unknown row {row!r}: before | after")
@@ -105,7 +107,9 @@ def run_grid(args: argparse.Namespace) -> int:
         for feats in args.features.split(",")
         for ex in args.executions.split(",")
         for seed in args.seeds.split(",")
-        if not (row == "before" and (model.endswith("_rank") or model == "master"))  # no raw-MSE "before"
+        if not (
+            row == "before" and (model.endswith("_rank") or model in BLENDS | {"master"})
+        )  # no raw-MSE "before"
     ]
     print(f"benchmark: {len(grid)} configurations into {out}", flush=True)
     failed = 0

@@ -54,6 +54,19 @@ def test_before_is_raw_mse_and_after_the_cross_sectional_design():
         "early_stopping.monitor=val_rank_ic",
     } <= set(net_after)
     assert "features=alpha158" in net_after and "trainer=cpu" in net_after
+    blend_after = b.overrides("after", "booster_blend", "default", "next_open", 0, args)
+    assert "target=cs_rank" in blend_after and not any("early_stopping_metric" in o for o in blend_after)
+
+
+def test_the_blend_members_stop_on_rank_ic_above_a_tree_floor(tmp_path):
+    """booster_blend's `after` row adds no early-stopping override: its members carry rank IC and the floor."""
+    from deepq.tasks.common import build_model
+
+    blend = build_model(compose_cfg(tmp_path, ["model=booster_blend", "target=cs_rank"]))
+    assert blend.meta == "rank_mean"
+    assert [(m.library, m.early_stopping_metric, m.min_trees) for m in blend.members] == [
+        ("lightgbm", "rank_ic", 50), ("xgboost", "rank_ic", 50), ("catboost", "rank_ic", 50),
+    ]  # fmt: skip
 
 
 def test_the_table_reads_a_finished_run(tmp_path, capsys):

@@ -26,6 +26,7 @@ PLUGINS = [
     "garch",
     "ewma",
     "stack",
+    "booster_blend",
     "deepar_gluonts",
     "tft_pf",
 ]

@@ -221,7 +221,7 @@ def rank_table():
     return module
 
 
-@pytest.mark.parametrize("library", ["lightgbm", "xgboost"])
+@pytest.mark.parametrize("library", ["lightgbm", "xgboost", "catboost"])
 def test_min_trees_keeps_the_best_validation_rank_ic_among_enough_trees(setup, library):
     """A noisy validation IC that peaks at tree 1 or 2 would leave a model that ties most stocks: min_trees
     picks the best count at or past the floor (from the curve the library logged) and predicts with that
@@ -240,17 +240,24 @@ def test_min_trees_keeps_the_best_validation_rank_ic_among_enough_trees(setup, l
         logged = np.asarray(m.evals_result_["valid_0"]["rank_ic"])
         n = m.best_iteration_
         assert m.booster_.num_trees() == n  # LightGBM keeps the trees up to its best iteration
-    else:
+    elif library == "xgboost":
         logged = np.asarray(m.evals_result()["validation_0"]["rank_ic"])
         n = m.best_iteration + 1
+    else:
+        logged = np.asarray(m.get_evals_result()["validation"]["CatBoostRankIC"])
+        n = m.tree_count_  # CatBoost's model was shrunk to the floor's best
+        assert floor.best_iteration[fold.index] == n - 1
     assert n >= floor.min_trees and len(logged) == min(120, n + 20)  # patience counted from the floor's best
     assert logged[n - 1] == logged[floor.min_trees - 1 :].max()  # the best at or past the floor
     vidx = val_rows(data, fold)
     xv = floor.design(data, vidx)
-    trees = {"num_iteration": n} if library == "lightgbm" else {"iteration_range": (0, n)}
+    if library == "catboost":
+        xv, trees = floor._cat_frame(xv, [xv.shape[1] - 1]), {}
+    else:
+        trees = {"num_iteration": n} if library == "lightgbm" else {"iteration_range": (0, n)}
     np.testing.assert_allclose(floor.predict(data, vidx).score, m.predict(xv, **trees))
     assert not np.allclose(floor.predict(data, vidx).score, plain.predict(data, vidx).score)
     with pytest.raises(ValueError, match="min_trees applies"):
-        Boosted("m", library="catboost", early_stopping_metric="rank_ic", min_trees=20)
+        Boosted("m", library="catboost", early_stopping_metric="rank_ic", min_trees=20, objective="YetiRank")
     with pytest.raises(ValueError, match="min_trees applies"):
         Boosted("m", library="lightgbm", min_trees=20)  # stopped on the loss: no rank IC curve

@@ -13,7 +13,7 @@ trained on `rank_levels` per-date relevance grades of the training target, predi
 `early_stopping_metric=rank_ic` stops any of the three on the validation slice's per-date rank IC against
 the realised raw return; `loss` stops on the library's own metric (MSE, or NDCG over whole dates when ranking).
 A noisy validation IC often peaks at the first tree or two, and a model of one or two trees gives most stocks of
-a date the same score (the degeneracy guard's ties). `min_trees` (LightGBM, XGBoost regression) keeps the best
+a date the same score (the degeneracy guard's ties). `min_trees` (regression stopped on rank IC) keeps the best
 validation rank IC among tree counts >= min_trees instead, with `early_stopping_rounds` of patience counted from
 there (`floor_early_stopping`: a callback in each library's own early-stopping protocol, so the model keeps and
 predicts with that best iteration as it would with the library's own).
@@ -56,7 +56,9 @@ Library = Literal["lightgbm", "xgboost", "catboost"]
 def floor_early_stopping(library: str, rounds: int, min_trees: int, metric: str = "rank_ic") -> Any:
     """Early stopping on the validation `metric` (higher is better) whose best iteration has at least
     `min_trees` trees, waiting `rounds` iterations without a gain: a LightGBM callback or an XGBoost
-    TrainingCallback, each ending training as the library's own early stopping does."""
+    TrainingCallback, each ending training as the library's own early stopping does; for CatBoost a fit
+    callback whose `best_iteration` the caller shrinks the model to (CatBoost's own `use_best_model` cannot
+    take a floor)."""
     best: dict[str, Any] = {"score": -np.inf, "iteration": -1, "results": None}
 
     def seen(iteration: int, score: float) -> bool:
@@ -77,6 +79,16 @@ def floor_early_stopping(library: str, rounds: int, min_trees: int, metric: str 
 
         callback.order = 30  # type: ignore[attr-defined]  # where lgb.early_stopping runs
         return callback
+
+    if library == "catboost":
+
+        class CatBoostFloor:  # CatBoost's callback protocol: after_iteration returns False to stop
+            best_iteration = property(lambda self: best["iteration"])
+
+            def after_iteration(self, info: Any) -> bool:
+                return not seen(info.iteration - 1, float(info.metrics["validation"][metric][-1]))
+
+        return CatBoostFloor()
 
     import xgboost as xgb
 
@@ -131,11 +143,9 @@ class Boosted:
             raise ValueError(f"{name}: rank_levels must be >= 2, got {rank_levels}")
         self.objective, self.rank_levels = objective, rank_levels
         self.early_stopping_metric = early_stopping_metric
-        if min_trees is not None and (
-            library == "catboost" or early_stopping_metric != "rank_ic" or objective
-        ):
+        if min_trees is not None and (early_stopping_metric != "rank_ic" or objective):
             raise ValueError(
-                f"{name}: min_trees applies to LightGBM or XGBoost regression stopped on rank_ic "
+                f"{name}: min_trees applies to a regression stopped on rank_ic "
                 f"(early_stopping_metric=rank_ic, no objective); got {library}, {early_stopping_metric}, {objective}"
             )
         self.min_trees = min_trees
@@ -349,7 +359,15 @@ class Boosted:
             cls: Any = cb.CatBoostRanker
         else:
             cls = cb.CatBoostClassifier if kind in ("binary", "multiclass") else cb.CatBoostRegressor
-        return [cls(**base).fit(pool, eval_set=vpool)]
+        if not (self.min_trees and val_ic is not None and kind == "regression"):
+            return [cls(**base).fit(pool, eval_set=vpool)]
+        # the floor: train without CatBoost's own stopping, then keep the trees up to the floor's best
+        floor = floor_early_stopping("catboost", self.early_stopping_rounds, self.min_trees, "CatBoostRankIC")
+        base = {k: v for k, v in base.items() if k not in ("od_type", "od_wait")} | {"use_best_model": False}
+        model = cls(**base).fit(pool, eval_set=vpool, callbacks=[floor])
+        if floor.best_iteration >= 0:  # else every tree predicts (fewer trained than min_trees)
+            model.shrink(ntree_end=floor.best_iteration + 1)
+        return [model]
 
     @staticmethod
     def _cat_frame(x: np.ndarray, cat: list[int]) -> Any:
@@ -397,8 +415,10 @@ class Boosted:
             self.models = self._catboost(kind, x, y, xv, yv, cat, val_ic, dates)
         m = self.models[0]
         best = getattr(m, "best_iteration_", None) or getattr(m, "best_iteration", None)
-        if callable(getattr(m, "get_best_iteration", None)):
-            best = m.get_best_iteration()
+        if callable(
+            getattr(m, "get_best_iteration", None)
+        ):  # CatBoost; a floored model was shrunk to its best
+            best = m.tree_count_ - 1 if self.min_trees else m.get_best_iteration()
         self.best_iteration[fold.index] = int(best) if best is not None else -1
 
     def predict(self, data: PanelData, index: np.ndarray) -> Predictions:
