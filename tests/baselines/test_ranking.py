@@ -221,15 +221,21 @@ def rank_table():
     return module
 
 
-@pytest.mark.parametrize("library", ["lightgbm", "xgboost", "catboost"])
-def test_min_trees_keeps_the_best_validation_rank_ic_among_enough_trees(setup, library):
-    """A noisy validation IC that peaks at tree 1 or 2 would leave a model that ties most stocks: min_trees
-    picks the best count at or past the floor (from the curve the library logged) and predicts with that
-    many trees, which the model keeps."""
+@pytest.mark.parametrize(
+    "library,objective",
+    [
+        ("lightgbm", None), ("xgboost", None), ("catboost", None),
+        ("lightgbm", "lambdarank"), ("xgboost", "rank:pairwise"), ("catboost", "YetiRank"),
+    ],
+)  # fmt: skip
+def test_min_trees_keeps_the_best_validation_rank_ic_among_enough_trees(setup, library, objective):
+    """A noisy validation IC that peaks at tree 1 or 2 would leave a model that ties most stocks (regressor
+    or ranker alike): min_trees picks the best count at or past the floor (from the curve the library logged)
+    and predicts with that many trees, which the model keeps."""
     data, fold = setup
     kw = dict(
         library=library, n_estimators=120, early_stopping_rounds=20, early_stopping_metric="rank_ic",
-        learning_rate=0.1, n_jobs=1,
+        learning_rate=0.1, n_jobs=1, objective=objective,
     )  # fmt: skip
     plain = Boosted("m", **kw)
     plain.fit(data, fold)
@@ -258,6 +264,6 @@ def test_min_trees_keeps_the_best_validation_rank_ic_among_enough_trees(setup, l
     np.testing.assert_allclose(floor.predict(data, vidx).score, m.predict(xv, **trees))
     assert not np.allclose(floor.predict(data, vidx).score, plain.predict(data, vidx).score)
     with pytest.raises(ValueError, match="min_trees applies"):
-        Boosted("m", library="catboost", early_stopping_metric="rank_ic", min_trees=20, objective="YetiRank")
+        Boosted("m", early_stopping_metric="rank_ic", min_trees=20, quantiles=(0.1, 0.9))
     with pytest.raises(ValueError, match="min_trees applies"):
         Boosted("m", library="lightgbm", min_trees=20)  # stopped on the loss: no rank IC curve

@@ -13,7 +13,7 @@ trained on `rank_levels` per-date relevance grades of the training target, predi
 `early_stopping_metric=rank_ic` stops any of the three on the validation slice's per-date rank IC against
 the realised raw return; `loss` stops on the library's own metric (MSE, or NDCG over whole dates when ranking).
 A noisy validation IC often peaks at the first tree or two, and a model of one or two trees gives most stocks of
-a date the same score (the degeneracy guard's ties). `min_trees` (regression stopped on rank IC) keeps the best
+a date the same score (the degeneracy guard's ties). `min_trees` (a regression or ranker stopped on rank IC) keeps the best
 validation rank IC among tree counts >= min_trees instead, with `early_stopping_rounds` of patience counted from
 there (`floor_early_stopping`: a callback in each library's own early-stopping protocol, so the model keeps and
 predicts with that best iteration as it would with the library's own).
@@ -143,10 +143,10 @@ class Boosted:
             raise ValueError(f"{name}: rank_levels must be >= 2, got {rank_levels}")
         self.objective, self.rank_levels = objective, rank_levels
         self.early_stopping_metric = early_stopping_metric
-        if min_trees is not None and (early_stopping_metric != "rank_ic" or objective):
+        if min_trees is not None and (early_stopping_metric != "rank_ic" or quantiles):
             raise ValueError(
-                f"{name}: min_trees applies to a regression stopped on rank_ic "
-                f"(early_stopping_metric=rank_ic, no objective); got {library}, {early_stopping_metric}, {objective}"
+                f"{name}: min_trees applies to a point or ranking model stopped on rank_ic "
+                f"(early_stopping_metric=rank_ic, no quantiles); got {early_stopping_metric}, quantiles {quantiles}"
             )
         self.min_trees = min_trees
         self.quantiles = tuple(sorted(quantiles)) if quantiles else None
@@ -225,7 +225,7 @@ class Boosted:
         )
         callbacks = [
             floor_early_stopping("lightgbm", self.early_stopping_rounds, self.min_trees)
-            if self.min_trees and val_ic is not None and kind == "regression"
+            if self.min_trees and val_ic is not None
             else lgb.early_stopping(self.early_stopping_rounds, verbose=False)
         ]
         fit_kw: dict[str, Any] = {
@@ -292,7 +292,7 @@ class Boosted:
             base["early_stopping_rounds"] = None
             stop = (
                 floor_early_stopping("xgboost", self.early_stopping_rounds, self.min_trees)
-                if self.min_trees and kind == "regression"
+                if self.min_trees
                 else xgb.callback.EarlyStopping(
                     rounds=self.early_stopping_rounds, metric_name="rank_ic", maximize=True, save_best=False
                 )
@@ -359,7 +359,7 @@ class Boosted:
             cls: Any = cb.CatBoostRanker
         else:
             cls = cb.CatBoostClassifier if kind in ("binary", "multiclass") else cb.CatBoostRegressor
-        if not (self.min_trees and val_ic is not None and kind == "regression"):
+        if not (self.min_trees and val_ic is not None):
             return [cls(**base).fit(pool, eval_set=vpool)]
         # the floor: train without CatBoost's own stopping, then keep the trees up to the floor's best
         floor = floor_early_stopping("catboost", self.early_stopping_rounds, self.min_trees, "CatBoostRankIC")
