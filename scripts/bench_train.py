@@ -1,7 +1,7 @@
 """Training throughput: our TFT vs pytorch-forecasting's TFT, our DeepAR vs GluonTS's torch DeepAR.
 
 Same panel (the embedded sample's features, or the full shared panel with --data shared), same hidden size,
-lookback, batch size and thread count. One training step = draw a batch from the model's own data pipeline
+lookback, batch size, thread count and precision (`--precision bf16` autocasts every model). One training step = draw a batch from the model's own data pipeline
 (except GluonTS, see below), forward, loss, backward, optimiser step. Reported: training samples/s after
 warm-up steps, the data-loading share of a step, and the ratio ours / peer, all measured in this one run.
 
@@ -125,7 +125,7 @@ def ours(dm: PanelDataModule, model_name: str, args, device: torch.device) -> di
     dm.to_device(device)
     loader = dm.train_dataloader()
     it = iter(loader)
-    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
+    amp = autocast(args, device)
 
     def step() -> float:
         nonlocal it
@@ -152,6 +152,13 @@ def ours(dm: PanelDataModule, model_name: str, args, device: torch.device) -> di
     if args.profile:  # after the timed steps, so the profiler's own overhead never enters the ratios
         profile_steps(step, f"ours_{model_name}", args, device)
     return out
+
+
+def autocast(args, device: torch.device | str = "cpu") -> torch.autocast:
+    """`--precision bf16`: bfloat16 autocast for ours and the peers alike (each step's forward and loss), so
+    the ratios stay at equal precision; on a CPU oneDNN then runs nn.LSTM in bf16 (avx512_bf16 / AMX)."""
+    device_type = torch.device(device).type
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
 
 
 def profile_steps(step, name: str, args, device: torch.device) -> None:
@@ -239,8 +246,9 @@ def pf_tft(panel, features, labels, args) -> dict:
             it = iter(loader)
             x, y = next(it)
         dt = time.perf_counter() - t
-        out = model(x)
-        loss = model.loss(out["prediction"], y)
+        with autocast(args):
+            out = model(x)
+            loss = model.loss(out["prediction"], y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -278,7 +286,8 @@ def gluonts_deepar(n_features: int, args) -> dict:
         t = time.perf_counter()
         b = batch()
         dt = time.perf_counter() - t
-        loss = model.loss(**b).mean()
+        with autocast(args):
+            loss = model.loss(**b).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

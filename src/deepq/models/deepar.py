@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from deepq.models.layers import StaticEmbedding, zero_linear
+from deepq.models.layers import StaticEmbedding, lstm_sequence, zero_linear
 
 
 class DeepARNet(nn.Module):
@@ -52,5 +52,4 @@ class DeepARNet(nn.Module):
     def _states(self, x: torch.Tensor, y_past: torch.Tensor, static: torch.Tensor) -> torch.Tensor:
         B, L, _ = x.shape
         emb = self.static(static).reshape(B, 1, -1).expand(B, L, -1)
-        out, _ = self.rnn(torch.cat([x, y_past[..., None], emb], dim=-1))
-        return out
+        return lstm_sequence(self.rnn, torch.cat([x, y_past[..., None], emb], dim=-1))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from deepq.models.layers import CrossStock
+from deepq.models.layers import CrossStock, Dropout, lstm_sequence
 
 
 class LSTMNet(nn.Module):
@@ -40,9 +40,9 @@ class LSTMNet(nn.Module):
         # start from the zero forecast: daily returns are ~1e-2, so a random initial output swamps the signal
         nn.init.zeros_(out.weight)
         nn.init.zeros_(out.bias)
-        self.proj = nn.Sequential(nn.LayerNorm(hidden_size), nn.Dropout(dropout), out)
+        self.proj = nn.Sequential(nn.LayerNorm(hidden_size), Dropout(dropout), out)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         """x: [B, L, F] (and t: [B] date rows with cross_layers) -> raw head parameters [B, n_outputs]."""
-        out, _ = self.lstm(x)
+        out = lstm_sequence(self.lstm, x)
         return self.proj(self.cross(out[:, -1], t))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from deepq.models.layers import CrossStock, same_date, zero_linear
+from deepq.models.layers import CrossStock, Dropout, same_date, zero_linear
 
 
 class MasterNet(nn.Module):
@@ -47,7 +47,7 @@ class MasterNet(nn.Module):
         self.temporal_q = nn.Linear(hidden_size, hidden_size, bias=False)
         self.cross = CrossStock(hidden_size, n_cross_layers, n_heads, dropout)
         self.out = nn.Sequential(
-            nn.LayerNorm(hidden_size), nn.Dropout(dropout), zero_linear(hidden_size, n_outputs)
+            nn.LayerNorm(hidden_size), Dropout(dropout), zero_linear(hidden_size, n_outputs)
         )
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

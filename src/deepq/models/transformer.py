@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from deepq.models.layers import CrossStock, SelfAttention, sinusoidal_encoding, zero_linear
+from deepq.models.layers import CrossStock, Dropout, SelfAttention, sinusoidal_encoding, zero_linear
 
 
 class Block(nn.Module):
@@ -19,7 +19,7 @@ class Block(nn.Module):
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.attn = SelfAttention(d, n_heads, dropout)
-        self.ff = nn.Sequential(nn.Linear(d, d_ff), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_ff, d))
+        self.ff = nn.Sequential(nn.Linear(d, d_ff), nn.GELU(), Dropout(dropout), nn.Linear(d_ff, d))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x))
