@@ -73,8 +73,8 @@ def rank_mean_score(dates: np.ndarray, scores: np.ndarray) -> np.ndarray:
     changes (equal up to 1e-9, float noise of equal rank sums, counts as tied)."""
     import pandas as pd
 
-    mean_rank = np.round(np.nanmean(rank_by_date(dates, scores), axis=1), 9)
-    mean_z = np.nan_to_num(np.nanmean(zscore_by_date(dates, scores), axis=1))
+    mean_rank = np.round(np.asarray(np.nanmean(rank_by_date(dates, scores), axis=1)), 9)
+    mean_z = np.nan_to_num(np.asarray(np.nanmean(zscore_by_date(dates, scores), axis=1)))
 
     def dense(v: np.ndarray) -> np.ndarray:
         return pd.Series(v).groupby(dates).rank(method="dense").to_numpy()
