@@ -415,9 +415,8 @@ class Boosted:
             self.models = self._catboost(kind, x, y, xv, yv, cat, val_ic, dates)
         m = self.models[0]
         best = getattr(m, "best_iteration_", None) or getattr(m, "best_iteration", None)
-        if callable(
-            getattr(m, "get_best_iteration", None)
-        ):  # CatBoost; a floored model was shrunk to its best
+        if callable(getattr(m, "get_best_iteration", None)):
+            # CatBoost: a floored model was shrunk to the floor's best, which CatBoost's own record does not know
             best = m.tree_count_ - 1 if self.min_trees else m.get_best_iteration()
         self.best_iteration[fold.index] = int(best) if best is not None else -1
 

@@ -62,8 +62,9 @@ def zscore_by_date(dates: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Per-date z-score of each column (NaN stays NaN; a constant column on a date gives NaN)."""
     import pandas as pd
 
-    by = pd.DataFrame(values).groupby(dates)
-    return ((pd.DataFrame(values) - by.transform("mean")) / by.transform("std")).to_numpy()
+    frame = pd.DataFrame(values)
+    by = frame.groupby(dates)
+    return ((frame - by.transform("mean")) / by.transform("std")).to_numpy()
 
 
 def rank_mean_score(dates: np.ndarray, scores: np.ndarray) -> np.ndarray:

@@ -46,10 +46,9 @@ def lstm_sequence(rnn: nn.LSTM, x: torch.Tensor) -> torch.Tensor:
     """`rnn(x)[0]` from zero states; when it trains with inter-layer dropout on a CPU, the layers run one by
     one with `dropout` between them (nn.LSTM would draw that mask with aten::bernoulli_), the same weights in
     the same oneDNN kernel. Graph capture, compile, CUDA and evaluation call nn.LSTM itself."""
+    plain_layout = rnn.bias and rnn.batch_first and not (rnn.bidirectional or rnn.proj_size)
     layered = rnn.training and rnn.dropout > 0 and rnn.num_layers > 1 and x.device.type == "cpu"
-    if not layered or rnn.bidirectional or rnn.proj_size or not rnn.bias or not rnn.batch_first:
-        return rnn(x)[0]
-    if _capturing_graph() or torch.compiler.is_compiling():
+    if not (layered and plain_layout) or _capturing_graph() or torch.compiler.is_compiling():
         return rnn(x)[0]
     zeros = x.new_zeros(1, x.shape[0], rnn.hidden_size)
     weights: list[torch.Tensor] = [w for layer in rnn.all_weights for w in layer]  # w_ih, w_hh, b_ih, b_hh
