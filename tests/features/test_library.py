@@ -41,6 +41,15 @@ def test_feature_set_selected_by_name_in_config(tmp_path, choice, family):
     assert len(instantiate(compose_cfg(tmp_path, ["features=all"]).features)) == len(registry())
 
 
+def test_default_plus_cross_section_is_the_union(tmp_path):
+    """features=default_cross_section extends the default set by the whole cross_section family, in order."""
+    default = [s.name for s in instantiate(compose_cfg(tmp_path, ["features=default"]).features)]
+    both = [s.name for s in instantiate(compose_cfg(tmp_path, ["features=default_cross_section"]).features)]
+    family = [s.name for s in resolve(families=["cross_section"])]
+    assert both[: len(default)] == default
+    assert set(both) == set(default) | set(family) and len(both) == len(set(both)) == 76
+
+
 def test_cli_lists_features(capsys):
     features_task.main(["list", "--family", "microstructure", "--names"])
     names = capsys.readouterr().out.split()
