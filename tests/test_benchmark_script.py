@@ -42,6 +42,7 @@ def test_before_is_raw_mse_and_after_the_cross_sectional_design():
     assert {
         "target=raw",
         "model.plugin.early_stopping_metric=loss",
+        "model.plugin.max_train_rows=300000",  # the previous booster's subsample; `after` trains on every row
         "task.execution=next_open",
         "seed=1",
     } <= set(boost_before)
@@ -54,6 +55,8 @@ def test_before_is_raw_mse_and_after_the_cross_sectional_design():
         "early_stopping.monitor=val_rank_ic",
     } <= set(net_after)
     assert "features=alpha158" in net_after and "trainer=cpu" in net_after
+    boost_after = b.overrides("after", "lightgbm", "default", "next_open", 0, args)
+    assert not any("max_train_rows" in o for o in boost_after)
     blend_after = b.overrides("after", "booster_blend", "default", "next_open", 0, args)
     assert "target=cs_rank" in blend_after and not any("early_stopping_metric" in o for o in blend_after)
 

@@ -118,7 +118,7 @@ class Boosted:
         learning_rate: float = 0.05,
         early_stopping_rounds: int = 50,
         early_stopping_metric: Literal["loss", "rank_ic"] = "loss",
-        max_train_rows: int | None = 300_000,
+        max_train_rows: int | None = None,
         quantiles: tuple[float, ...] | None = None,
         use_sector: bool = True,
         n_jobs: int = 2,
