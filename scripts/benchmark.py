@@ -13,8 +13,8 @@ OUT/<row>/<model>/<features>/<execution>/seed<k> (`--tag T` names the row <row>+
 killed run resumes. `--trainer gpu` runs the networks on CUDA; `--samples/--epochs` cut them on a CPU.
 
 Rows: `before` is deepq's previous returns configuration (raw next-day return, MSE, early stopping on
-validation MSE, random-window batches, boosters on a 300k-row subsample of each window); `after` is the cross-sectional design: the per-date Gaussian-rank target
-(`target=cs_rank`), early stopping on validation rank IC, and for networks whole-date batches with the per-date
+validation MSE, random-window batches, boosters on a 300k-row subsample of each window); `after` is the
+cross-sectional design: the per-date Gaussian-rank target (`target=cs_rank`), early stopping on validation rank IC, and for networks whole-date batches with the per-date
 IC loss (`ranking=ic`). Rank boosters (`*_rank`) keep their ranking objective; `booster_blend` (the three
 boosters, each stopped on rank IC with a 50-tree floor, averaged as per-date ranks) has only an `after` row.
 
@@ -85,11 +85,8 @@ def overrides(
     if row == "before":
         over += ["target=raw"]
         # the previous booster also trained on a 300k-row subsample of each window (all rows since 2026-12-07)
-        over += (
-            []
-            if network
-            else ["model.plugin.early_stopping_metric=loss", "model.plugin.max_train_rows=300000"]
-        )
+        if not network:
+            over += ["model.plugin.early_stopping_metric=loss", "model.plugin.max_train_rows=300000"]
     elif row == "after":
         over += ["target=cs_rank"]
         if network:
