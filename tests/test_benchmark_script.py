@@ -102,3 +102,26 @@ def test_the_table_reads_a_finished_run(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| after | lightgbm | default | next_close | 1 |" in out
     assert "deflated Sharpe over 1 configurations" in out and "rank IC by year" in out
+
+
+def test_master_preset_is_the_benchmarked_network(tmp_path):
+    """experiment=master_returns trains what the README's network row measured (benchmark.py, lookback 1)."""
+    b = bench()
+    args = argparse.Namespace(
+        first_test="2012-01-01",
+        threads=1,
+        max_folds=None,
+        trainer="cpu",
+        epochs=6,
+        samples=100_000_000,  # more than any window holds: every training window each epoch
+        batch=1024,
+        set=["datamodule.lookback=1"],
+    )
+    measured = compose_cfg(tmp_path / "b", b.overrides("after", "master", "default", "next_open", 0, args))
+    preset = compose_cfg(tmp_path / "p", ["experiment=master_returns"])
+    for key in ("model", "task", "features", "split", "early_stopping", "data"):
+        assert preset[key] == measured[key], key
+    for key in ("lookback", "batching", "dates_per_batch", "batch_size", "normalization"):
+        assert preset.datamodule[key] == measured.datamodule[key], key
+    assert preset.datamodule.max_train_samples is None and preset.trainer.max_epochs == 6
+    assert preset.early_stopping.monitor == "val_rank_ic" and preset.task.execution == "next_open"
