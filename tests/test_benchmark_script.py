@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 
 from deepq.dataset.targets import MIN_NAMES
+from deepq.evaluation.metrics import daily_rank_ic
 from deepq.tasks.train import train
 from tests.conftest import compose_cfg
 
@@ -102,6 +104,24 @@ def test_the_table_reads_a_finished_run(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| after | lightgbm | default | next_close | 1 |" in out
     assert "deflated Sharpe over 1 configurations" in out and "rank IC by year" in out
+
+    # a second seed: the same run with its scores perturbed; the ensemble averages the two seeds' per-date ranks
+    seed1 = run.parent / "seed1"
+    shutil.copytree(run, seed1)
+    pred = pd.read_parquet(seed1 / "predictions.parquet")
+    noise = np.random.default_rng(1).normal(0, pred["score"].std(), len(pred))
+    pred["score"] = pred["score"] + noise
+    pred.to_parquet(seed1 / "predictions.parquet")
+    ens = b.seed_ensemble_rank_ic([run, seed1])
+    both = [p.query("model == 'lightgbm'").dropna(subset=["score", "y_ret"]) for p in (oof, pred)]
+    mean_rank = sum(p.groupby("date")["score"].rank(pct=True).to_numpy() for p in both) / 2
+    by_hand = daily_rank_ic(both[0].assign(score=mean_rank))
+    np.testing.assert_allclose(ens.to_numpy(), by_hand.to_numpy(), atol=1e-12)
+    assert ens.mean() != pytest.approx(figs["rank_ic"])  # the second seed counted
+    assert b.table(argparse.Namespace(out=str(tmp_path))) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if "| after | lightgbm" in line)
+    assert row.startswith("| after | lightgbm | default | next_close | 2 |")
+    assert row.endswith(f"| {ens.mean():.4f} ({ens.mean() / ens.std(ddof=1) * np.sqrt(len(ens)):.1f}) |")
 
 
 def test_master_preset_is_the_benchmarked_network(tmp_path):
