@@ -1,4 +1,5 @@
-"""Training throughput: our TFT vs pytorch-forecasting's TFT, our DeepAR vs GluonTS's torch DeepAR.
+"""Training throughput: our TFT vs pytorch-forecasting's TFT, our DeepAR vs GluonTS's torch DeepAR, and our
+cross-stock network (MASTER) on whole-date batches, which has no installable peer.
 
 Same panel (the embedded sample's features, or the full shared panel with --data shared), same hidden size,
 lookback, batch size, thread count and precision (`--precision bf16` autocasts every model). One training step = draw a batch from the model's own data pipeline
@@ -13,6 +14,11 @@ flatters it; pytorch-forecasting is timed with its own TimeSeriesDataSet loader,
     python scripts/bench_train.py --only ours --precision bf16 --compile  # scripts/gpu_check.sh uses this
     python scripts/bench_train.py --only none --eval-windows 20000 --data shared  # TFT inference only
     python scripts/bench_train.py --only ours --profile /tmp/prof   # + torch.profiler traces and op tables
+    python scripts/bench_train.py --only master --lookback 1 --data shared   # the benchmarked network's step
+
+`--only master` trains MasterNet with the per-date IC loss on `--dates-per-batch` whole dates per batch
+(every stock of a date, as `datamodule.batching=date`); its samples are the windows of a batch, so the rate
+moves with the number of stocks a date holds.
 
 --eval-windows N also times our TFT's inference over N windows of the panel's last year in evaluation order
 (symbol by symbol, as NeuralModel.predict runs a fold): each distinct window step through the variable
@@ -41,7 +47,8 @@ from deepq.dataset.datamodule import PanelDataModule  # noqa: E402
 from deepq.dataset.folds import Fold  # noqa: E402
 from deepq.dataset.labels import forward_return  # noqa: E402
 from deepq.models.deepar import DeepARNet  # noqa: E402
-from deepq.models.heads import DistributionHead, PointHead  # noqa: E402
+from deepq.models.heads import DistributionHead, PointHead, RankHead  # noqa: E402
+from deepq.models.master import MasterNet  # noqa: E402
 from deepq.models.tft import TFTNet  # noqa: E402
 from deepq.training.module import ForecastModule, batch_inputs  # noqa: E402
 
@@ -114,9 +121,13 @@ def our_tft(dm: PanelDataModule, args) -> TFTNet:
 def ours(dm: PanelDataModule, model_name: str, args, device: torch.device) -> dict:
     spec = dm.input_spec()
     net: torch.nn.Module
+    head: PointHead | DistributionHead | RankHead
     if model_name == "tft":
-        head: PointHead | DistributionHead = PointHead()
+        head = PointHead()
         net = our_tft(dm, args)
+    elif model_name == "master":
+        head = RankHead("ic")
+        net = MasterNet(spec["n_features"], 1, hidden_size=args.hidden)
     else:
         head = DistributionHead("student_t")
         net = DeepARNet(spec["n_features"], 3, spec["n_symbols"], spec["n_sectors"], hidden_size=args.hidden)
@@ -126,6 +137,7 @@ def ours(dm: PanelDataModule, model_name: str, args, device: torch.device) -> di
     loader = dm.train_dataloader()
     it = iter(loader)
     amp = autocast(args, device)
+    rows: list[int] = []  # windows per step: fixed for window batches, whole dates' stocks for date batches
 
     def step() -> float:
         nonlocal it
@@ -137,6 +149,7 @@ def ours(dm: PanelDataModule, model_name: str, args, device: torch.device) -> di
         except StopIteration:
             it = iter(loader)
             batch = next(it)
+        rows.append(len(batch.y))
         if device.type == "cuda":
             torch.cuda.synchronize()
         dt = time.perf_counter() - t
@@ -148,7 +161,8 @@ def ours(dm: PanelDataModule, model_name: str, args, device: torch.device) -> di
         return dt
 
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    out = result(*time_steps(step, args.steps, args.warmup, sync), args.batch, net)
+    timed = time_steps(step, args.steps, args.warmup, sync)
+    out = result(*timed, int(np.mean(rows[-args.steps :])), net)
     if args.profile:  # after the timed steps, so the profiler's own overhead never enters the ratios
         profile_steps(step, f"ours_{model_name}", args, device)
     return out
@@ -304,13 +318,14 @@ def main() -> None:
     p.add_argument("--hidden", type=int, default=32)
     p.add_argument("--lookback", type=int, default=60)
     p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--dates-per-batch", type=int, default=4, help="master: whole dates per training batch")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--compile", action="store_true")
-    p.add_argument("--only", default="all", choices=["all", "ours", "tft", "deepar", "none"])
+    p.add_argument("--only", default="all", choices=["all", "ours", "tft", "deepar", "master", "none"])
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--eval-windows", type=int, default=0, help="also time TFT inference over N windows")
     p.add_argument("--profile", default=None, help="folder: profile our models' steps, write traces there")
@@ -325,11 +340,17 @@ def main() -> None:
     panel, features, labels = load_data(args.data, args.symbols, args.years)
     T, N, F = features.shape
     ok = np.isfinite(features).all(axis=2)
-    dm = PanelDataModule(
-        features, labels, ok, ok, lookback=args.lookback, batch_size=args.batch, seed=0, dates=panel.dates,
-        sector_ids=sector_ids(panel.symbols, panel.sectors)[0], label_span=2, future_days=1,
-    )  # fmt: skip
-    dm.set_fold(Fold(0, (0, T - 10), (T - 10, T - 5), (T - 5, T)))
+
+    def datamodule(batching: str) -> PanelDataModule:
+        dm = PanelDataModule(
+            features, labels, ok, ok, lookback=args.lookback, batch_size=args.batch, seed=0, dates=panel.dates,
+            sector_ids=sector_ids(panel.symbols, panel.sectors)[0], label_span=2, future_days=1,
+            batching=batching, dates_per_batch=args.dates_per_batch,
+        )  # fmt: skip
+        dm.set_fold(Fold(0, (0, T - 10), (T - 10, T - 5), (T - 5, T)))
+        return dm
+
+    dm = datamodule("window")
     print(f"panel {N} symbols x {T} sessions x {F} features (load {time.perf_counter() - t0:.1f} s); "
           f"batch {args.batch}, lookback {args.lookback}, hidden {args.hidden}, {args.threads} thread(s), "
           f"{device}, {args.precision}{' compile' if args.compile else ''}")  # fmt: skip
@@ -344,6 +365,8 @@ def main() -> None:
         results["ours_deepar"] = ours(dm, "deepar", args, device)
     if args.only in ("all", "deepar"):
         results["gluonts_deepar"] = gluonts_deepar(F, args)
+    if args.only in ("all", "ours", "master"):
+        results["ours_master"] = ours(datamodule("date"), "master", args, device)
     for name, r in results.items():
         if "samples_per_s" not in r:
             continue

@@ -140,3 +140,32 @@ def test_cross_layers_make_an_encoder_a_cross_stock_network(name):
         torch.testing.assert_close(traced(x[:7], t[:7]), cross(x[:7], t[:7]), atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="need t"):
         cross(x)
+
+
+def test_per_date_attention_and_market_mean_equal_the_whole_batch_form_traced_and_eager():
+    """Eager training runs the cross-stock attention and MASTER's market mean per date (each date's own block);
+    graph capture records the [B, B] same-date form. Same outputs and gradients, on a ragged, shuffled batch."""
+    import deepq.models.layers as layers
+
+    net = _master().train()
+    net.cross.layers[0].drop.p = net.out[1].p = 0.0  # dropout off, gradients on
+    t = torch.tensor([4] * 9 + [1] * 3 + [7] * 6)[torch.randperm(18)]
+    x = torch.randn(18, 5, 6)
+    grads = {}
+    for form in ("per_date", "whole_batch"):
+        net.zero_grad()
+        with pytest.MonkeyPatch.context() as mp:
+            if form == "whole_batch":  # what tracing and export see
+                mp.setattr(layers, "_capturing_graph", lambda: True)
+            out = net(x, t)
+            out.pow(2).sum().backward()
+        grads[form] = (out.detach(), [p.grad.clone() for p in net.parameters()])
+    torch.testing.assert_close(grads["per_date"][0], grads["whole_batch"][0], atol=1e-6, rtol=1e-5)
+    for a, b in zip(grads["per_date"][1], grads["whole_batch"][1], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    g, pos, d, n = layers.date_slots(t)
+    slots = set(zip(g.tolist(), pos.tolist(), strict=True))
+    assert (d, n) == (3, 9) and len(slots) == 18  # every row its own slot
+    traced = torch.jit.trace(net.eval(), (x, t))
+    with torch.no_grad():
+        torch.testing.assert_close(traced(x, t), net(x, t), atol=1e-5, rtol=0)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from deepq.models.layers import CrossStock, Dropout, same_date, zero_linear
+from deepq.models.layers import CrossStock, Dropout, date_mean, zero_linear
 
 
 class MasterNet(nn.Module):
@@ -52,8 +52,7 @@ class MasterNet(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """x: [B, L, F] normalised windows, t: [B] date rows -> raw head parameters [B, n_outputs]."""
-        same = same_date(t).to(x.dtype)
-        market = (same @ x[:, -1]) / same.sum(dim=1, keepdim=True)  # [B, F] the date's mean features
+        market = date_mean(x[:, -1], t)  # [B, F] the date's mean features
         alpha = self.n_features * torch.softmax(self.gate(market) / self.gate_beta, dim=-1)
         seq, _ = self.lstm(self.inp(x * alpha[:, None, :]))  # [B, L, H]
         last = seq[:, -1]

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from deepq.dataset.targets import MIN_NAMES
+from deepq.models.layers import date_slots
 
 LOSSES = ("ic", "listnet", "pairwise")
 
@@ -25,14 +26,7 @@ LOSSES = ("ic", "listnet", "pairwise")
 def dense_by_date(values: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows of any order -> `[D, N_max, ...]` grouped by date (dates ascending, rows in their order within a
     date, zero padding) and the `[D, N_max]` mask of real rows. Gradients flow through to `values`."""
-    dates, g = torch.unique(t, return_inverse=True)
-    d = len(dates)
-    counts = torch.bincount(g, minlength=d)
-    order = torch.argsort(g, stable=True)
-    starts = torch.cumsum(counts, 0) - counts
-    pos = torch.empty_like(g)
-    pos[order] = torch.arange(len(g), device=g.device) - starts[g[order]]
-    n_max = int(counts.max()) if d else 0
+    g, pos, d, n_max = date_slots(t)
     dense = values.new_zeros((d, n_max, *values.shape[1:]))
     mask = torch.zeros((d, n_max), dtype=torch.bool, device=values.device)
     dense = dense.index_put((g, pos), values)
