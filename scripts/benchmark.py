@@ -159,12 +159,22 @@ def book_figures(net: pd.Series) -> dict[str, float]:
     }
 
 
+def scored(run: Path, columns: Sequence[str] = ("date", "score", "y_ret")) -> tuple[str, pd.DataFrame]:
+    """A finished run's model and its out-of-fold rows with a finite score and realised return."""
+    model = json.loads((run / "metrics.json").read_text())["run"]["model"]
+    oof = pd.read_parquet(run / "predictions.parquet", columns=[*columns, "model"])
+    oof = oof[(oof["model"] == model) & np.isfinite(oof["score"]) & np.isfinite(oof["y_ret"])]
+    return model, oof
+
+
+def t_stat(daily: pd.Series) -> float:
+    """Mean / std x sqrt(n) over dates: each date one observation (clustered by date)."""
+    return float(daily.mean() / daily.std(ddof=1) * np.sqrt(len(daily)))
+
+
 def run_figures(run: Path) -> dict[str, object]:
     """One finished configuration's figures, and its daily series for the deflated Sharpe and the years."""
-    meta = json.loads((run / "metrics.json").read_text())["run"]
-    model = meta["model"]
-    oof = pd.read_parquet(run / "predictions.parquet", columns=["date", "model", "score", "y_ret"])
-    oof = oof[(oof["model"] == model) & np.isfinite(oof["score"]) & np.isfinite(oof["y_ret"])]
+    model, oof = scored(run)
     dates = pd.to_datetime(oof["date"]).to_numpy()
     groups = DateGroups.of(dates)
     score, y = oof["score"].to_numpy(), oof["y_ret"].to_numpy()
@@ -178,7 +188,7 @@ def run_figures(run: Path) -> dict[str, object]:
         "icir": float(np.nanmean(ic) / np.nanstd(ic, ddof=1)),
         "rank_ic": float(rank_ic.mean()),
         "rank_icir": float(rank_ic.mean() / rank_ic.std(ddof=1)),
-        "rank_ic_t": float(rank_ic.mean() / rank_ic.std(ddof=1) * np.sqrt(len(rank_ic))),
+        "rank_ic_t": t_stat(rank_ic),
         "tied_dates": int(ric.n_tied),
         "distinct": guard.distinct_share if guard else float("nan"),
         "distinct95": guard.distinct95_share if guard else float("nan"),
@@ -205,12 +215,7 @@ def seed_ensemble_rank_ic(runs: Sequence[Path]) -> pd.Series:
     rather than raw scores, whose scale an IC-trained network does not fix."""
     ranks, realised = [], []
     for run in runs:
-        model = json.loads((run / "metrics.json").read_text())["run"]["model"]
-        oof = pd.read_parquet(
-            run / "predictions.parquet", columns=["date", "symbol", "model", "score", "y_ret"]
-        )
-        oof = oof[(oof["model"] == model) & np.isfinite(oof["score"]) & np.isfinite(oof["y_ret"])]
-        oof = oof.set_index(["date", "symbol"])
+        oof = scored(run, ("date", "symbol", "score", "y_ret"))[1].set_index(["date", "symbol"])
         ranks.append(oof.groupby(level="date")["score"].rank(pct=True))
         realised.append(oof["y_ret"])
     score = pd.concat(ranks, axis=1).mean(axis=1)
@@ -269,7 +274,7 @@ def table(args: argparse.Namespace) -> int:
         cells = [*key, str(len(g)), *(pm(g[c], d) for _, c, d in SHOWN)]
         if len(g) > 1:
             ens = seed_ensemble_rank_ic(list(g["run"]))
-            cells.append(f"{ens.mean():.4f} ({ens.mean() / ens.std(ddof=1) * np.sqrt(len(ens)):.1f})")
+            cells.append(f"{ens.mean():.4f} ({t_stat(ens):.1f})")
         else:
             cells.append("–")
         print("| " + " | ".join(cells) + " |")

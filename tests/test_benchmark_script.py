@@ -28,18 +28,18 @@ def bench():
     return module
 
 
+def run_args(**over) -> argparse.Namespace:
+    """`benchmark.py run`'s arguments that overrides() reads, CPU-sized; `over` replaces any of them."""
+    base = dict(
+        first_test="2012-01-01", threads=2, max_folds=None, trainer="cpu", epochs=3, samples=1000, batch=256,
+        set=None,
+    )  # fmt: skip
+    return argparse.Namespace(**(base | over))
+
+
 def test_before_is_raw_mse_and_after_the_cross_sectional_design():
     b = bench()
-    args = argparse.Namespace(
-        first_test="2012-01-01",
-        threads=2,
-        max_folds=None,
-        trainer="cpu",
-        epochs=3,
-        samples=1000,
-        batch=256,
-        set=None,
-    )
+    args = run_args()
     boost_before = b.overrides("before", "lightgbm", "default", "next_open", 1, args)
     assert {
         "target=raw",
@@ -127,11 +127,8 @@ def test_the_table_reads_a_finished_run(tmp_path, capsys):
 def test_master_preset_is_the_benchmarked_network(tmp_path):
     """experiment=master_returns trains what the README's network row measured (benchmark.py, lookback 1)."""
     b = bench()
-    args = argparse.Namespace(
-        first_test="2012-01-01",
+    args = run_args(
         threads=1,
-        max_folds=None,
-        trainer="cpu",
         epochs=6,
         samples=100_000_000,  # more than any window holds: every training window each epoch
         batch=1024,

@@ -261,6 +261,18 @@ def date_slots(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int, int]:
     return g, pos, d, int(counts.max()) if d else 0
 
 
+def scatter_by_date(
+    values: torch.Tensor, slots: tuple[torch.Tensor, torch.Tensor, int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows [B, ...] into their `date_slots` -> (`[D, N_max, ...]` zero-padded, `[D, N_max]` mask of real rows).
+    Gradients flow through to `values`."""
+    g, pos, d, n = slots
+    dense = values.new_zeros((d, n, *values.shape[1:])).index_put((g, pos), values)
+    mask = torch.zeros((d, n), dtype=torch.bool, device=values.device)
+    mask[g, pos] = True
+    return dense, mask
+
+
 def date_mean(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """x [B, F] -> [B, F]: each row's mean over the batch's rows of its date. Graph capture records the [B, B]
     matmul with the same-date matrix (a served batch is one date); eager runs sum per date, k dates costing
@@ -305,12 +317,11 @@ class CrossStockAttention(nn.Module):
         At 4 dates x ~450 stocks the whole-batch form took ~85 % of MASTER's training step
         (scripts/bench_train.py --only master --profile). Padded keys are masked; padded queries are computed
         and dropped."""
-        g, pos, d, n = date_slots(t)
+        slots = date_slots(t)
+        g, pos, d, n = slots
         B, D = qkv.shape[0], qkv.shape[1] // 3
-        dense = qkv.new_zeros(d, n, 3 * D).index_put((g, pos), qkv)
+        dense, present = scatter_by_date(qkv, slots)
         q, k, v = dense.view(d, n, 3, self.h, D // self.h).permute(2, 0, 3, 1, 4).unbind(0)  # [d, H, n, dh]
-        present = torch.zeros(d, n, dtype=torch.bool, device=qkv.device)
-        present[g, pos] = True
         mask = qkv.new_zeros(d, 1, 1, n).masked_fill(~present[:, None, None, :], float("-inf"))
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [d, H, n, dh]
         return y.permute(0, 2, 1, 3)[g, pos].reshape(B, D)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from deepq.dataset.targets import MIN_NAMES
-from deepq.models.layers import date_slots
+from deepq.models.layers import date_slots, scatter_by_date
 
 LOSSES = ("ic", "listnet", "pairwise")
 
@@ -26,12 +26,7 @@ LOSSES = ("ic", "listnet", "pairwise")
 def dense_by_date(values: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows of any order -> `[D, N_max, ...]` grouped by date (dates ascending, rows in their order within a
     date, zero padding) and the `[D, N_max]` mask of real rows. Gradients flow through to `values`."""
-    g, pos, d, n_max = date_slots(t)
-    dense = values.new_zeros((d, n_max, *values.shape[1:]))
-    mask = torch.zeros((d, n_max), dtype=torch.bool, device=values.device)
-    dense = dense.index_put((g, pos), values)
-    mask[g, pos] = True
-    return dense, mask
+    return scatter_by_date(values, date_slots(t))
 
 
 def _masked_softmax_log(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
