@@ -100,7 +100,7 @@ class GroupedGRNFunction(torch.autograd.Function):
             Q, S = _plane(q_buf, V, n0, n1, d), _plane(s_buf, V, n0, n1, d)
             torch.baddbmm(b2a, E, w2a, out=Q)  # P1 for now
             torch.baddbmm(b2b, E, w2b, out=S).sigmoid_()  # S = sigmoid(P2) = dGLU/dP1
-            G = Q * S  # the GLU's output
+            G = torch.mul(Q, S, out=tmp_d[:, :n])  # the GLU's output; R and then Z * Z reuse its scratch
             torch.addcmul(G, G, S, value=-1.0, out=Q)  # Q = G (1 - S) = dGLU/dP2
             R = G.addcmul_(xv, sa).add_(sb)  # + skip(x)
             Z = _plane(z_buf, V, n0, n1, d)
@@ -109,7 +109,7 @@ class GroupedGRNFunction(torch.autograd.Function):
             torch.sub(R, R.mean(dim=-1, keepdim=True), out=Z)
             var = torch.mul(Z, Z, out=tmp_d[:, :n]).mean(dim=-1, keepdim=True)
             Z.mul_(torch.rsqrt(var.add_(EPS), out=r))
-            torch.sum(torch.mul(Z, gamma).mul_(wv), 0, out=out[n0:n1])
+            torch.sum(torch.mul(Z, gamma, out=tmp_d[:, :n]).mul_(wv), 0, out=out[n0:n1])
         out.addmm_(w, beta)
         ctx.save_for_backward(x, w, a, w2, sa, gamma, beta)
         ctx.planes = (xt, wt, bufs, rstd)
@@ -140,18 +140,23 @@ class GroupedGRNFunction(torch.autograd.Function):
         w2_t = w2.transpose(1, 2).contiguous()  # a transposed operand sends bmm down a ~25 % slower path
         dP = x.new_empty(V, min(ctx.chunk, N), 2 * d)
         tmp_h = x.new_empty(V, min(ctx.chunk, N), h)
+        # per-chunk scratch written with out=: a fresh 1 MB result per op costs more in page faults than the op
+        tmp_d, tmp_zg = x.new_empty(V, min(ctx.chunk, N), d), x.new_empty(V, min(ctx.chunk, N), d)
+        tmp_e = x.new_empty(V, min(ctx.chunk, N), h)
         for n0, n1 in row_chunks(N, ctx.chunk):
             n = n1 - n0
-            G = gout[None, n0:n1]  # [1, n, d]
+            # the chunk's output gradient copied out to every variable once: a product broadcast over both
+            # operands ([V, 1, d] x [1, n, d]) runs ~3x slower than one over the same shape
+            G = tmp_d[:, :n].copy_(gout[None, n0:n1].expand(V, n, d))
             wv = wt[:, n0:n1, None]
             Z, E = _plane(z_buf, V, n0, n1, d), _plane(e_buf, V, n0, n1, h)
             Q, S = _plane(q_buf, V, n0, n1, d), _plane(s_buf, V, n0, n1, d)
-            ZG = torch.mul(Z, G)
+            ZG = torch.mul(Z, G, out=tmp_zg[:, :n])
             dwc = torch.bmm(ZG, gamma_t)  # [V, n, 1]: d out / d w_v without the beta term
             dw[n0:n1] += dwc[..., 0].t()
             dgamma.baddbmm_(wv.transpose(1, 2), ZG)
-            # dR = rstd w (gamma G - mean_d(gamma G) - Z mean_d(gamma G Z))
-            dR = torch.mul(gamma, G).sub_(m1[:, n0:n1, None]).addcmul_(Z, dwc, value=-1.0 / d)
+            # dR = rstd w (gamma G - mean_d(gamma G) - Z mean_d(gamma G Z)), in G's buffer
+            dR = G.mul_(gamma).sub_(m1[:, n0:n1, None]).addcmul_(Z, dwc, value=-1.0 / d)
             dR.mul_(rstd[V * n0 : V * n1].view(V, n, 1) * wv)
             xs = x1[:, :, n0:n1]
             dss = torch.bmm(xs, dR)
@@ -163,7 +168,7 @@ class GroupedGRNFunction(torch.autograd.Function):
             torch.mul(dR, Q, out=dPc[..., d:])
             dw2.baddbmm_(E.transpose(1, 2), dPc)
             db2.add_(dPc.sum(1, keepdim=True))  # a row sum: half the work of a product with x1's two rows
-            dE = torch.bmm(dPc, w2_t)
+            dE = torch.bmm(dPc, w2_t, out=tmp_e[:, :n])
             # ELU'(u) from its output E: 1 where E > 0, E + 1 elsewhere
             dU = dE.mul_(torch.clamp_max(E, 0.0, out=tmp_h[:, :n]).add_(1.0))
             dab = torch.bmm(xs, dU)
