@@ -125,14 +125,15 @@ def test_the_table_reads_a_finished_run(tmp_path, capsys):
 
 
 def test_master_preset_is_the_benchmarked_network(tmp_path):
-    """experiment=master_returns trains what the README's network row measured (benchmark.py, lookback 1)."""
+    """experiment=master_returns trains what the README's network row measured (benchmark.py, lookback 1,
+    16 dates a batch)."""
     b = bench()
     args = run_args(
         threads=1,
         epochs=6,
         samples=100_000_000,  # more than any window holds: every training window each epoch
         batch=1024,
-        set=["datamodule.lookback=1"],
+        set=["datamodule.lookback=1", "datamodule.dates_per_batch=16"],
     )
     measured = compose_cfg(tmp_path / "b", b.overrides("after", "master", "default", "next_open", 0, args))
     preset = compose_cfg(tmp_path / "p", ["experiment=master_returns"])

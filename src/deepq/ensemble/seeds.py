@@ -4,13 +4,20 @@ a seed average is the cheapest variance cut a ranking model gets.
 
 Each member keeps its own out-of-sample forecasts, so the run can report the per-seed spread (`seed_spread`:
 every seed's rank IC on the same test rows) beside the ensemble's. A neural ensemble exports as one module
-whose output is the mean of its members' outputs (`MeanOfNets`), so serving sees the same average.
+whose output is the weighted mean of its members' outputs (`MeanOfNets`), so serving sees the same average.
+
+How returns members are combined (`ensemble.combine`): `scaled` (the default) weighs each member by 1 / its
+cross-sectional spread, the mean over dates of the per-date std of its scores on the fold's validation rows. A
+network trained with a per-date IC or ranking loss has no fixed output scale: two seeds can land an order of
+magnitude apart, and a plain mean would be the larger one's ranking. The weights are fitted on validation rows
+only and are fixed per fold, so the exported module applies the same ones. `mean` is the plain average. Other
+tasks (probabilities, volatilities) share one scale and always take the plain mean.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -21,37 +28,67 @@ from deepq.dataset.crosssection import DateGroups, daily_ic_of
 from deepq.dataset.folds import Fold
 from deepq.utils.seed import seed_everything
 
+Combine = Literal["scaled", "mean"]
+
 
 class MeanOfNets(nn.Module):
-    """The members' outputs averaged: one traceable module for TorchScript / ONNX export."""
+    """The members' outputs averaged with fixed weights (summing to 1; equal by default): one traceable module
+    for TorchScript / ONNX export."""
 
-    def __init__(self, members: Sequence[nn.Module]):
+    weights: torch.Tensor  # [K, 1, 1] buffer
+
+    def __init__(self, members: Sequence[nn.Module], weights: Sequence[float] | None = None):
         super().__init__()
         self.members = nn.ModuleList(members)
         self.inputs = tuple(getattr(members[0], "inputs", ("x",)))
+        w = torch.ones(len(members)) if weights is None else torch.as_tensor(weights, dtype=torch.float32)
+        self.register_buffer("weights", (w / w.sum()).view(-1, 1, 1))
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        return torch.stack([m(*inputs) for m in self.members]).mean(0)
+        return (torch.stack([m(*inputs) for m in self.members]) * self.weights).sum(0)
 
 
-def _mean(arrays: Sequence[np.ndarray]) -> np.ndarray:
-    """Cell-wise mean over members, NaN where no member has a value (no 'mean of empty slice' warning)."""
+def _mean(arrays: Sequence[np.ndarray], weights: np.ndarray | None = None) -> np.ndarray:
+    """Cell-wise (weighted) mean over members, over the members that have a value; NaN where none has one
+    (no 'mean of empty slice' warning)."""
     stack = np.stack([np.asarray(a, np.float64) for a in arrays])
-    n = np.isfinite(stack).sum(axis=0)
-    total = np.where(np.isfinite(stack), stack, 0.0).sum(axis=0)
-    return np.where(n > 0, total / np.maximum(n, 1), np.nan)
+    w = np.ones(len(stack)) if weights is None else np.asarray(weights, np.float64)
+    w = np.where(np.isfinite(stack), w.reshape((-1,) + (1,) * (stack.ndim - 1)), 0.0)
+    total = (np.where(np.isfinite(stack), stack, 0.0) * w).sum(axis=0)
+    n = w.sum(axis=0)
+    return np.where(n > 0, total / np.where(n > 0, n, 1.0), np.nan)
+
+
+def cross_sectional_spread(dates: np.ndarray, score: np.ndarray) -> float:
+    """Mean over dates of the per-date std of `score` (dates with fewer than 2 finite scores skipped)."""
+    grid = DateGroups.of(dates).grid(np.asarray(score, np.float64))
+    ok = np.isfinite(grid).sum(axis=1) >= 2
+    if not ok.any():
+        return float("nan")
+    return float(np.nanmean(np.nanstd(grid[ok], axis=1)))
 
 
 class SeedEnsemble:
     """`make(seed)` builds one member; `seeds` are the members' seeds (the first is the run's own)."""
 
-    def __init__(self, make: Callable[[int], FoldModel], seeds: Sequence[int], task: str = "returns"):
+    def __init__(
+        self,
+        make: Callable[[int], FoldModel],
+        seeds: Sequence[int],
+        task: str = "returns",
+        combine: Combine = "scaled",
+    ):
         if len(seeds) < 2:
             raise ValueError(f"a seed ensemble needs at least 2 seeds, got {list(seeds)}")
+        if combine not in ("scaled", "mean"):
+            raise ValueError(f"ensemble.combine must be 'scaled' or 'mean', got {combine!r}")
         self.seeds = [int(s) for s in seeds]
         self.members = [make(s) for s in self.seeds]
         self.name = self.members[0].name
         self.task = task
+        self.combine = combine
+        self.weights = np.ones(len(self.seeds))  # the last fitted fold's; equal until a scaled fit
+        self.member_spread: dict[int, list[float]] = {}  # per fold: each member's validation spread
         self.member_predictions: list[list[tuple[np.ndarray, Predictions]]] = [[] for _ in self.seeds]
 
     def fit(self, data: PanelData, fold: Fold) -> None:
@@ -59,16 +96,24 @@ class SeedEnsemble:
         for seed, member in zip(self.seeds, self.members, strict=True):
             seed_everything(seed + fold.index)
             member.fit(data, fold)
+        self.weights = np.ones(len(self.members))
+        val = data.split_index(fold, "val")
+        if self.combine == "scaled" and self.task == "returns" and len(val):
+            spread = [cross_sectional_spread(val[:, 0], m.predict(data, val).score) for m in self.members]
+            self.member_spread[fold.index] = spread
+            if all(np.isfinite(s) and s > 0 for s in spread):
+                self.weights = 1.0 / np.asarray(spread)
 
     def predict(self, data: PanelData, index: np.ndarray) -> Predictions:
         preds = [m.predict(data, index) for m in self.members]
         for kept, p in zip(self.member_predictions, preds, strict=True):
             kept.append((index, p))
-        score = _mean([p.score for p in preds])
+        w = self.weights
+        score = _mean([p.score for p in preds], w)
         extra_keys = sorted(set.intersection(*(set(p.extra or {}) for p in preds)))
-        extra = {k: _mean([(p.extra or {})[k] for p in preds]) for k in extra_keys}
+        extra = {k: _mean([(p.extra or {})[k] for p in preds], w) for k in extra_keys}
         return Predictions(
-            _mean([p.pred for p in preds]), score, direction_from_score(self.task, score), extra
+            _mean([p.pred for p in preds], w), score, direction_from_score(self.task, score), extra
         )
 
     # what the training loop reads from a model: the members' mean per fold
@@ -93,10 +138,15 @@ class SeedEnsemble:
         return self._export if callable(getattr(self.members[0], "exportable", None)) else None
 
     def _export(self, index: np.ndarray) -> tuple[nn.Module, Any, dict[str, Any]]:
-        """The members' last-fold networks as one `MeanOfNets` (same inputs, normaliser and outputs)."""
+        """The members' last-fold networks as one `MeanOfNets` with the last fold's weights (same inputs,
+        normaliser and outputs)."""
         parts = [m.exportable(index) for m in self.members]  # type: ignore[attr-defined]
-        net = MeanOfNets([p[0] for p in parts])
-        return net, parts[0][1], parts[0][2] | {"ensemble_seeds": self.seeds}
+        net = MeanOfNets([p[0] for p in parts], self.weights.tolist())
+        meta = {
+            "ensemble_seeds": self.seeds,
+            "ensemble_weights": (self.weights / self.weights.sum()).tolist(),
+        }
+        return net, parts[0][1], parts[0][2] | meta
 
     def seed_spread(self, data: PanelData) -> dict[str, Any]:
         """Each member's mean daily rank IC (IC_CONVENTION) against the realised raw return over every test
@@ -116,6 +166,8 @@ class SeedEnsemble:
             "rank_ic": ics,
             "rank_ic_mean": float(np.nanmean(ics)) if ics else float("nan"),
             "rank_ic_std": float(np.nanstd(ics, ddof=1)) if len(ics) > 1 else float("nan"),
+            "combine": self.combine,
+            "validation_spread": {str(f): s for f, s in self.member_spread.items()},
         }
 
 

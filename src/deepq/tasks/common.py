@@ -45,7 +45,7 @@ def build_panel_data(cfg: DictConfig) -> PanelData:
 
 def build_model(cfg: DictConfig) -> FoldModel:
     """A plug-in (`model.plugin` with a _target_) or the neural path (`model.net`); `ensemble.seeds=N` (N > 1)
-    wraps N of them, seeds seed .. seed+N-1, in a SeedEnsemble that averages their forecasts."""
+    wraps N of them, seeds seed .. seed+N-1, in a SeedEnsemble that averages their forecasts (`ensemble.combine`)."""
     n = int((cfg.get("ensemble") or {}).get("seeds") or 1)
     if n <= 1:
         return build_one_model(cfg, int(cfg.seed))
@@ -54,7 +54,10 @@ def build_model(cfg: DictConfig) -> FoldModel:
             f"ensemble.seeds={n}: model {cfg.model.name!r} takes no seed, so its members would be equal"
         )
     return SeedEnsemble(
-        lambda seed: build_one_model(cfg, seed), seeds_for(int(cfg.seed), n), str(cfg.task.name)
+        lambda seed: build_one_model(cfg, seed),
+        seeds_for(int(cfg.seed), n),
+        str(cfg.task.name),
+        combine=str(cfg.ensemble.get("combine") or "scaled"),  # type: ignore[arg-type]
     )
 
 
