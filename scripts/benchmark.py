@@ -211,8 +211,8 @@ def run_figures(run: Path) -> dict[str, object]:
 
 def seed_ensemble_rank_ic(runs: Sequence[Path]) -> pd.Series:
     """Per-date rank IC of the seeds' forecasts averaged: each seed's scores as per-date percentile ranks, their
-    mean per (date, symbol), the realised return as before. What `ensemble.seeds=N` serves, but averaging ranks
-    rather than raw scores, whose scale an IC-trained network does not fix."""
+    mean per (date, symbol), the realised return as before. After the fact, over separate runs; `ensemble.seeds=N`
+    combines its members inside one run, each weighed by 1 / its validation score spread."""
     ranks, realised = [], []
     for run in runs:
         oof = scored(run, ("date", "symbol", "score", "y_ret"))[1].set_index(["date", "symbol"])
@@ -224,6 +224,12 @@ def seed_ensemble_rank_ic(runs: Sequence[Path]) -> pd.Series:
     groups = DateGroups.of(dates)
     ric = daily_ic_of(groups, score.to_numpy(), y.to_numpy(), "spearman")
     return pd.Series(ric.ic, index=pd.DatetimeIndex(groups.keys)).dropna()
+
+
+def member_rank_ics(run: Path) -> list[float]:
+    """A seed ensemble's members' rank IC over the test rows (metrics.json run.seed_spread); [] for a plain run."""
+    spread = json.loads((run / "metrics.json").read_text())["run"].get("seed_spread") or {}
+    return [float(v) for v in spread.get("rank_ic", [])]
 
 
 def configurations(out: Path) -> pd.DataFrame:
@@ -278,6 +284,14 @@ def table(args: argparse.Namespace) -> int:
         else:
             cells.append("–")
         print("| " + " | ".join(cells) + " |")
+
+    for key, g in runs.groupby(keys, sort=False):  # rows trained with ensemble.seeds=N: their members' spread
+        members = [ic for r in g["run"] for ic in member_rank_ics(r)]
+        if members:
+            print(
+                f"\n{' / '.join(key)}: each run a seed ensemble; its {len(members)} members' rank IC "
+                f"{pm(members, 4)} (min {min(members):.4f}, max {max(members):.4f}), the ensembles' {pm(g['rank_ic'], 4)}"
+            )
 
     by_cfg = runs.groupby(keys, sort=False)
     best_key = max(by_cfg.groups, key=lambda k: by_cfg.get_group(k)["rank_ic"].mean())

@@ -124,6 +124,22 @@ def test_the_table_reads_a_finished_run(tmp_path, capsys):
     assert row.endswith(f"| {ens.mean():.4f} ({ens.mean() / ens.std(ddof=1) * np.sqrt(len(ens)):.1f}) |")
 
 
+def test_the_table_gives_a_seed_ensembles_members(tmp_path, capsys):
+    """A row trained with ensemble.seeds=N: the table prints its members' rank IC beside the ensemble's."""
+    run = tmp_path / "after" / "lightgbm" / "default" / "next_close" / "seed0"
+    over = [
+        "debug=fdr", "model=lightgbm", "target=cs_rank", "data.start=2016-01-01", "split.max_folds=1",
+        "feature_cache_dir=null", "export=false", "ensemble.seeds=2", "model.plugin.max_train_rows=4000",
+    ]  # fmt: skip
+    train(compose_cfg(run, over))
+    b = bench()
+    members = b.member_rank_ics(run)
+    assert members == json.loads((run / "metrics.json").read_text())["run"]["seed_spread"]["rank_ic"]
+    assert len(members) == 2 and members[0] != members[1]
+    assert b.table(argparse.Namespace(out=str(tmp_path))) == 0
+    assert f"its 2 members' rank IC {b.pm(members, 4)}" in capsys.readouterr().out
+
+
 def test_master_preset_is_the_benchmarked_network(tmp_path):
     """experiment=master_returns trains what the README's network row measured (benchmark.py, lookback 1,
     16 dates a batch)."""
