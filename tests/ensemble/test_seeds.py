@@ -12,6 +12,7 @@ import torch
 
 from deepq.dataset.context import Predictions
 from deepq.ensemble.seeds import MeanOfNets, SeedEnsemble, cross_sectional_spread
+from deepq.export.program import export_onnx, load_onnx
 from deepq.tasks.common import build_model, build_one_model, build_panel_data, purge_days
 from deepq.tasks.train import train
 from tests.conftest import compose_cfg
@@ -79,6 +80,8 @@ def test_neural_ensemble_predicts_and_exports_the_members_weighted_mean(tmp_path
         want = w[0] * net.members[0](*example) + w[1] * net.members[1](*example)
         traced = torch.jit.trace(net.eval(), example)
         torch.testing.assert_close(traced(*example), want.float())
+    onnx, _ = load_onnx(export_onnx(net, example, tmp_path / "ens.onnx", meta, dynamo=False))
+    torch.testing.assert_close(onnx(*example), want.float(), rtol=1e-5, atol=1e-6)
 
 
 class _FeatureScore:

@@ -35,17 +35,18 @@ class MeanOfNets(nn.Module):
     """The members' outputs averaged with fixed weights (summing to 1; equal by default): one traceable module
     for TorchScript / ONNX export."""
 
-    weights: torch.Tensor  # [K, 1, 1] buffer
+    weights: torch.Tensor  # [K] buffer
 
     def __init__(self, members: Sequence[nn.Module], weights: Sequence[float] | None = None):
         super().__init__()
         self.members = nn.ModuleList(members)
         self.inputs = tuple(getattr(members[0], "inputs", ("x",)))
         w = torch.ones(len(members)) if weights is None else torch.as_tensor(weights, dtype=torch.float32)
-        self.register_buffer("weights", (w / w.sum()).view(-1, 1, 1))
+        self.register_buffer("weights", w / w.sum())
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        return (torch.stack([m(*inputs) for m in self.members]) * self.weights).sum(0)
+        outs = torch.stack([m(*inputs) for m in self.members])  # [K, ...] whatever shape a member gives
+        return (outs * self.weights.view([-1] + [1] * (outs.dim() - 1))).sum(0)
 
 
 def _mean(arrays: Sequence[np.ndarray], weights: np.ndarray | None = None) -> np.ndarray:
