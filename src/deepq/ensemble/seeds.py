@@ -10,8 +10,9 @@ How returns members are combined (`ensemble.combine`): `scaled` (the default) we
 cross-sectional spread, the mean over dates of the per-date std of its scores on the fold's validation rows. A
 network trained with a per-date IC or ranking loss has no fixed output scale: two seeds can land an order of
 magnitude apart, and a plain mean would be the larger one's ranking. The weights are fitted on validation rows
-only and are fixed per fold, so the exported module applies the same ones. `mean` is the plain average. Other
-tasks (probabilities, volatilities) share one scale and always take the plain mean.
+only and are fixed per fold, so the exported module applies the same ones; a fold without validation rows
+weighs its members equally. `mean` is the plain average. Other tasks (probabilities, volatilities) share one
+scale and always take the plain mean.
 """
 
 from __future__ import annotations
