@@ -276,7 +276,8 @@ def table(args: argparse.Namespace) -> int:
     )
     print("| " + " | ".join([*keys, "seeds", *(h for h, _, _ in SHOWN), "seed-ensemble rank IC (t)"]) + " |")
     print("|" + "---|" * (len(keys) + 2 + len(SHOWN)))
-    for key, g in runs.groupby(keys, sort=False):
+    by_cfg = runs.groupby(keys, sort=False)
+    for key, g in by_cfg:
         cells = [*key, str(len(g)), *(pm(g[c], d) for _, c, d in SHOWN)]
         if len(g) > 1:
             ens = seed_ensemble_rank_ic(list(g["run"]))
@@ -285,7 +286,7 @@ def table(args: argparse.Namespace) -> int:
             cells.append("–")
         print("| " + " | ".join(cells) + " |")
 
-    for key, g in runs.groupby(keys, sort=False):  # rows trained with ensemble.seeds=N: their members' spread
+    for key, g in by_cfg:  # rows trained with ensemble.seeds=N: their members' spread
         members = [ic for r in g["run"] for ic in member_rank_ics(r)]
         if members:
             print(
@@ -293,7 +294,6 @@ def table(args: argparse.Namespace) -> int:
                 f"{pm(members, 4)} (min {min(members):.4f}, max {max(members):.4f}), the ensembles' {pm(g['rank_ic'], 4)}"
             )
 
-    by_cfg = runs.groupby(keys, sort=False)
     best_key = max(by_cfg.groups, key=lambda k: by_cfg.get_group(k)["rank_ic"].mean())
     best = by_cfg.get_group(best_key)
     years = pd.concat(list(best["_rank_ic"]), axis=1).mean(axis=1).groupby(lambda d: d.year).mean()

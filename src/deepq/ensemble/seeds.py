@@ -146,8 +146,8 @@ class SeedEnsemble:
         net = MeanOfNets([p[0] for p in parts], self.weights.tolist())
         meta = {
             "ensemble_seeds": self.seeds,
-            "ensemble_weights": (self.weights / self.weights.sum()).tolist(),
-        }
+            "ensemble_weights": net.weights.tolist(),
+        }  # as the module applies them
         return net, parts[0][1], parts[0][2] | meta
 
     def seed_spread(self, data: PanelData) -> dict[str, Any]:
