@@ -50,6 +50,5 @@ class DeepARNet(nn.Module):
         return self.proj(self._states(x, y_past, static)[:, -1])
 
     def _states(self, x: torch.Tensor, y_past: torch.Tensor, static: torch.Tensor) -> torch.Tensor:
-        B, L, _ = x.shape
-        emb = self.static(static).reshape(B, 1, -1).expand(B, L, -1)
-        return lstm_sequence(self.rnn, torch.cat([x, y_past[..., None], emb], dim=-1))
+        emb = self.static(static).reshape(x.shape[0], -1)  # per window: appended to every step's inputs
+        return lstm_sequence(self.rnn, torch.cat([x, y_past[..., None]], dim=-1), emb)

@@ -23,6 +23,7 @@ autocast take the plain path in layers.py, which is the reference this one is te
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import torch
@@ -39,16 +40,24 @@ class BufferPool:
     def __init__(self, keep: int = 6) -> None:
         self.free: list[torch.Tensor] = []
         self.keep = keep
+        self.lock = threading.Lock()  # a module-level pool may serve two training threads
 
     def take(self, numel: int, like: torch.Tensor) -> torch.Tensor:
-        """A flat buffer of at least `numel` elements (slice it); hand it back whole with `give`."""
-        for i, buf in enumerate(self.free):
-            if buf.numel() >= numel and buf.dtype == like.dtype and buf.device == like.device:
-                return self.free.pop(i)
+        """A flat buffer of at least `numel` elements (slice it); hand it back whole with `give`. The smallest
+        that fits, so that a large buffer is not spent on a small request."""
+        with self.lock:
+            fits = [
+                (buf.numel(), i)
+                for i, buf in enumerate(self.free)
+                if buf.numel() >= numel and buf.dtype == like.dtype and buf.device == like.device
+            ]
+            if fits:
+                return self.free.pop(min(fits)[1])
         return torch.empty(numel, dtype=like.dtype, device=like.device)
 
     def give(self, *bufs: torch.Tensor) -> None:
-        self.free = [*bufs, *self.free][: self.keep]
+        with self.lock:
+            self.free = [*bufs, *self.free][: self.keep]
 
 
 def row_chunks(n_rows: int, chunk: int) -> list[tuple[int, int]]:

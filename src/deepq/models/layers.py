@@ -6,11 +6,13 @@ and static-id embeddings.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepq.models import cpu_lstm
 from deepq.models.grouped_grn import BufferPool, grouped_grn_train, row_chunks
 
 
@@ -42,13 +44,24 @@ class Dropout(nn.Dropout):
         return dropout(x, self.p, self.training)
 
 
-def lstm_sequence(rnn: nn.LSTM, x: torch.Tensor) -> torch.Tensor:
-    """`rnn(x)[0]` from zero states; when it trains with inter-layer dropout on a CPU, the layers run one by
-    one with `dropout` between them (nn.LSTM would draw that mask with aten::bernoulli_), the same weights in
-    the same oneDNN kernel. Graph capture, compile, CUDA and evaluation call nn.LSTM itself."""
+def lstm_sequence(rnn: nn.LSTM, x: torch.Tensor, static: torch.Tensor | None = None) -> torch.Tensor:
+    """`rnn(x)[0]` from zero states, where `static` [B, S] (optional) is a per-window input appended to every
+    step of x [B, T, D]: rnn.input_size == D + S.
+
+    Float32 CPU training runs the compiled layer of `cpu_lstm` (the static input enters as a per-window bias;
+    tested equal to nn.LSTM) where its kernel builds; otherwise, when it trains with inter-layer dropout on a
+    CPU, the layers run one by one through nn.LSTM's oneDNN kernel (nn.LSTM would draw that mask with
+    aten::bernoulli_). Both put `dropout` between layers. Graph capture, compile, CUDA, autocast and
+    evaluation call nn.LSTM itself."""
     plain_layout = rnn.bias and rnn.batch_first and not (rnn.bidirectional or rnn.proj_size)
-    layered = rnn.training and rnn.dropout > 0 and rnn.num_layers > 1 and x.device.type == "cpu"
-    if not (layered and plain_layout) or _capturing_graph() or torch.compiler.is_compiling():
+    eager_cpu = x.device.type == "cpu" and not (_capturing_graph() or torch.compiler.is_compiling())
+    lib = cpu_lstm.kernel(rnn.hidden_size) if plain_layout and eager_cpu and _fp32_training(rnn, x) else None
+    if lib is not None:
+        return _cpu_lstm(lib, rnn, x, static)
+    if static is not None:
+        x = torch.cat([x, static[:, None, :].expand(-1, x.shape[1], -1)], dim=-1)
+    layered = rnn.training and rnn.dropout > 0 and rnn.num_layers > 1
+    if not (layered and plain_layout and eager_cpu):
         return rnn(x)[0]
     zeros = x.new_zeros(1, x.shape[0], rnn.hidden_size)
     weights: list[torch.Tensor] = [w for layer in rnn.all_weights for w in layer]  # w_ih, w_hh, b_ih, b_hh
@@ -56,6 +69,24 @@ def lstm_sequence(rnn: nn.LSTM, x: torch.Tensor) -> torch.Tensor:
         if k:
             x = dropout(x, rnn.dropout)
         x = torch._VF.lstm(x, (zeros, zeros), weights[4 * k : 4 * k + 4], True, 1, 0.0, True, False, True)[0]
+    return x
+
+
+def _fp32_training(rnn: nn.LSTM, x: torch.Tensor) -> bool:
+    return (
+        rnn.training
+        and torch.is_grad_enabled()
+        and x.dtype == torch.float32
+        and not torch.is_autocast_enabled("cpu")
+    )
+
+
+@torch.jit.unused
+def _cpu_lstm(lib: Any, rnn: nn.LSTM, x: torch.Tensor, static: torch.Tensor | None) -> torch.Tensor:
+    weights = [w for layer in rnn.all_weights for w in layer]
+    for k in range(rnn.num_layers):
+        x = dropout(x, rnn.dropout) if k else x
+        x = cpu_lstm.lstm_layer(lib, x, weights[4 * k : 4 * k + 4], static if k == 0 else None)
     return x
 
 
