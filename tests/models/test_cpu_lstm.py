@@ -54,18 +54,19 @@ def test_layers_equal_nn_lstm_values_and_gradients(sample_panel, batch, hidden, 
 
 
 @pytest.fixture
-def layout_free_dropout(monkeypatch):
-    """Dropout whose mask does not depend on the input's memory layout: nn.LSTM's outputs are strided
-    differently from the kernel's, and `dropout` fills its mask in memory order, so under the same seed the
-    two paths would drop different units."""
+def same_dropout(monkeypatch):
+    """One dropout for both paths, its mask independent of memory layout: the compiled path draws its masks
+    from a hash (tested below), the plain one from a uniform fill in memory order of nn.LSTM's strided
+    output, so under one seed the two would drop different units."""
 
     def drop(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
         return x * (torch.rand(x.shape) >= p) / (1 - p) if training and p else x
 
     monkeypatch.setattr("deepq.models.layers.dropout", drop)
+    monkeypatch.setattr("deepq.models.cpu_lstm.dropout", lambda lib, x, p: drop(x, p))
 
 
-def test_dropout_between_layers_matches_the_layered_nn_lstm(sample_panel, monkeypatch, layout_free_dropout):
+def test_dropout_between_layers_matches_the_layered_nn_lstm(sample_panel, monkeypatch, same_dropout):
     """With dropout, the same masks in the same order: the compiled path equals nn.LSTM run layer by layer."""
     rnn = _lstm(8, 32, 3, dropout_p=0.3)
     x = _returns(sample_panel, (10, 20, 8))
@@ -77,7 +78,7 @@ def test_dropout_between_layers_matches_the_layered_nn_lstm(sample_panel, monkey
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
-def test_deepar_trains_along_the_same_loss_curve(sample_panel, monkeypatch, layout_free_dropout):
+def test_deepar_trains_along_the_same_loss_curve(sample_panel, monkeypatch, same_dropout):
     """Twenty Adam steps of DeepAR (Student-t NLL on every step, dropout on) from the same seed: the compiled
     layer and nn.LSTM give the same losses step by step."""
     B, L, F = 32, 40, 6
@@ -164,3 +165,20 @@ def test_a_second_backward_is_refused_not_computed_from_reused_buffers():
     loss.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="differentiate it once"):
         loss.backward()
+
+
+def test_the_kernels_dropout_keeps_1_minus_p_scaled_and_backs_through_the_same_mask():
+    lib = cpu_lstm.kernel(32)
+    x = torch.rand(1000, 1000) + 0.5  # no zeros: a zero in the output is a dropped unit
+    torch.manual_seed(3)
+    out = cpu_lstm.dropout(lib, x.requires_grad_(), 0.3)
+    kept = out != 0
+    assert kept.float().mean().item() == pytest.approx(0.7, abs=0.002)
+    torch.testing.assert_close(out[kept], x[kept] / 0.7)
+    assert abs(np.corrcoef(kept[:, :-1].flatten(), kept[:, 1:].flatten())[0, 1]) < 0.01  # neighbours independent
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    torch.testing.assert_close(grad, kept.float() / 0.7)  # the backward recomputes the same mask
+    torch.manual_seed(3)
+    torch.testing.assert_close(cpu_lstm.dropout(lib, x, 0.3), out)  # torch's seed fixes the mask
+    assert not torch.equal(cpu_lstm.dropout(lib, x, 0.3) != 0, kept)  # and the next draw is another mask
+    assert cpu_lstm.dropout(lib, x, 0.0) is x

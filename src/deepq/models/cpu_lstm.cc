@@ -96,15 +96,17 @@ static inline void forward_rows(int T, const float *__restrict xp, const float *
     }
 }
 
-// The same R windows backwards through time: dgates from dh, dc and the forward's stored activations.
+// The same R windows backwards through time: dgates from dh, dc and the forward's stored activations, and
+// their sum over the steps (the per-window bias's gradient).
 template <int R>
 static inline void backward_rows(int T, const float *__restrict dhs, const float *__restrict cs,
                                  const float *__restrict tcs, const float *__restrict acts,
-                                 const float *__restrict w, float *__restrict dg)
+                                 const float *__restrict w, float *__restrict dg, float *__restrict db)
 {
     vf dh[R][NH], dc[R][NH];
     for (int r = 0; r < R; r++)
         for (int q = 0; q < NH; q++) dh[r][q] = dc[r][q] = bc(0.0f);
+    for (int j = 0; j < R * G; j++) db[j] = 0.0f;
     for (int t = T - 1; t >= 0; t--) {
 #pragma GCC unroll 2
         for (int r = 0; r < R; r++) {
@@ -117,10 +119,14 @@ static inline void backward_rows(int T, const float *__restrict dhs, const float
                 const vf cprev = t ? load(cs + j1 - H) : bc(0.0f);
                 const vf dht = load(dhs + j1) + dh[r][q];
                 const vf dct = dc[r][q] + dht * og * (1.0f - tc * tc);
-                store(dg + j4, dct * gg * ig * (1.0f - ig));
-                store(dg + j4 + H, dct * cprev * fg * (1.0f - fg));
-                store(dg + j4 + 2 * H, dct * ig * (1.0f - gg * gg));
-                store(dg + j4 + 3 * H, dht * tc * og * (1.0f - og));
+                const vf d[4] = {dct * gg * ig * (1.0f - ig), dct * cprev * fg * (1.0f - fg),
+                                 dct * ig * (1.0f - gg * gg), dht * tc * og * (1.0f - og)};
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++) {
+                    float *b = db + r * G + k * H + q * V;
+                    store(dg + j4 + k * H, d[k]);
+                    store(b, load(b) + d[k]);
+                }
                 dc[r][q] = dct * fg;
             }
         }
@@ -145,7 +151,28 @@ static inline void backward_rows(int T, const float *__restrict dhs, const float
     }
 }
 
+// A 32-bit integer hash (Chris Wellons' lowbias32) of a counter: the dropout masks' random bits.
+static inline unsigned hash32(unsigned x)
+{
+    x ^= x >> 16;
+    x *= 0x7feb352dU;
+    x ^= x >> 15;
+    x *= 0x846ca68bU;
+    x ^= x >> 16;
+    return x;
+}
+
 extern "C" {
+
+// out[i] = x[i] / (1 - p) with probability 1 - p, else 0. Element i's draw is a hash of (seed, i): a pure
+// function of both, so the backward recomputes the same mask (call it on the gradient) instead of storing it.
+void dropout_apply(long n, float p, unsigned seed, const float *__restrict x, float *__restrict out)
+{
+    const unsigned cut = (unsigned)((double)p * 4294967296.0);  // 0 <= p < 1: keep when the hash >= cut
+    const float scale = 1.0f / (1.0f - p);
+    const unsigned s = hash32(seed);
+    for (long i = 0; i < n; i++) out[i] = hash32(s ^ (unsigned)i) >= cut ? x[i] * scale : 0.0f;
+}
 
 int lstm_hidden_size(void) { return H; }
 
@@ -167,18 +194,18 @@ void lstm_forward(int B, int T, const float *xp, const float *bias, const float 
 }
 
 // dhs [B, T, H] (the loss's gradient of hs), the forward's cs, tcs, acts, w [G, H] (W_hh) -> dg [B, T, G],
-// the gradient of the gates before their nonlinearities (= of xp).
+// the gradient of the gates before their nonlinearities (= of xp), and db [B, G], its sum over the steps.
 void lstm_backward(int B, int T, const float *dhs, const float *cs, const float *tcs, const float *acts,
-                   const float *w, float *dg)
+                   const float *w, float *dg, float *db)
 {
     int b = 0;
     for (; b + 2 <= B; b += 2) {
         const size_t s1 = (size_t)b * T * H, s4 = (size_t)b * T * G;
-        backward_rows<2>(T, dhs + s1, cs + s1, tcs + s1, acts + s4, w, dg + s4);
+        backward_rows<2>(T, dhs + s1, cs + s1, tcs + s1, acts + s4, w, dg + s4, db + (size_t)b * G);
     }
     if (b < B) {
         const size_t s1 = (size_t)b * T * H, s4 = (size_t)b * T * G;
-        backward_rows<1>(T, dhs + s1, cs + s1, tcs + s1, acts + s4, w, dg + s4);
+        backward_rows<1>(T, dhs + s1, cs + s1, tcs + s1, acts + s4, w, dg + s4, db + (size_t)b * G);
     }
 }
 }

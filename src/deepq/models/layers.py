@@ -85,7 +85,7 @@ def _fp32_training(rnn: nn.LSTM, x: torch.Tensor) -> bool:
 def _cpu_lstm(lib: Any, rnn: nn.LSTM, x: torch.Tensor, static: torch.Tensor | None) -> torch.Tensor:
     weights = [w for layer in rnn.all_weights for w in layer]
     for k in range(rnn.num_layers):
-        x = dropout(x, rnn.dropout) if k else x
+        x = cpu_lstm.dropout(lib, x, rnn.dropout) if k else x
         x = cpu_lstm.lstm_layer(lib, x, weights[4 * k : 4 * k + 4], static if k == 0 else None)
     return x
 
