@@ -175,7 +175,9 @@ def test_the_kernels_dropout_keeps_1_minus_p_scaled_and_backs_through_the_same_m
     kept = out != 0
     assert kept.float().mean().item() == pytest.approx(0.7, abs=0.002)
     torch.testing.assert_close(out[kept], x[kept] / 0.7)
-    assert abs(np.corrcoef(kept[:, :-1].flatten(), kept[:, 1:].flatten())[0, 1]) < 0.01  # neighbours independent
+    assert (
+        abs(np.corrcoef(kept[:, :-1].flatten(), kept[:, 1:].flatten())[0, 1]) < 0.01
+    )  # neighbours independent
     (grad,) = torch.autograd.grad(out.sum(), x)
     torch.testing.assert_close(grad, kept.float() / 0.7)  # the backward recomputes the same mask
     torch.manual_seed(3)
