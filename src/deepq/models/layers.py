@@ -55,7 +55,8 @@ def lstm_sequence(rnn: nn.LSTM, x: torch.Tensor, static: torch.Tensor | None = N
     evaluation call nn.LSTM itself."""
     plain_layout = rnn.bias and rnn.batch_first and not (rnn.bidirectional or rnn.proj_size)
     eager_cpu = x.device.type == "cpu" and not (_capturing_graph() or torch.compiler.is_compiling())
-    lib = cpu_lstm.kernel(rnn.hidden_size) if plain_layout and eager_cpu and _fp32_training(rnn, x) else None
+    compiled = plain_layout and not torch.compiler.is_compiling() and cpu_fp32_training(rnn, x)
+    lib = cpu_lstm.kernel(rnn.hidden_size) if compiled else None
     if lib is not None:
         return _cpu_lstm(lib, rnn, x, static)
     if static is not None:
@@ -72,10 +73,14 @@ def lstm_sequence(rnn: nn.LSTM, x: torch.Tensor, static: torch.Tensor | None = N
     return x
 
 
-def _fp32_training(rnn: nn.LSTM, x: torch.Tensor) -> bool:
+def cpu_fp32_training(module: nn.Module, x: torch.Tensor) -> bool:
+    """Where the fused CPU training kernels apply: eager float32 CPU training, gradients on, no autocast, no
+    graph capture (inference, export, tracing, CUDA and autocast take the plain path they are tested equal to)."""
     return (
-        rnn.training
+        not _capturing_graph()
+        and module.training
         and torch.is_grad_enabled()
+        and x.device.type == "cpu"
         and x.dtype == torch.float32
         and not torch.is_autocast_enabled("cpu")
     )
@@ -161,15 +166,7 @@ class GroupedScalarGRN(nn.Module):
         """The fused path is a CPU float32 training kernel (under torch.compile it runs eagerly behind a graph
         break); everything else (inference, export, tracing, CUDA, autocast) takes the plain path, which it
         is tested equal to."""
-        return (
-            not _capturing_graph()
-            and self.fused
-            and self.training
-            and torch.is_grad_enabled()
-            and x.device.type == "cpu"
-            and x.dtype == torch.float32
-            and not torch.is_autocast_enabled("cpu")
-        )
+        return self.fused and cpu_fp32_training(self, x)
 
     @torch.jit.unused
     @torch.compiler.disable  # under torch.compile: a graph break, the rest of the network is still compiled
